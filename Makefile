@@ -1,0 +1,41 @@
+# revision-injector: `make` builds policy.wasm, `make run` replays the bundled fixtures,
+# `make test` is what CI runs. Every target installs what it needs.
+
+CONFORMANCE_DIR ?= ../shared/conformance/istio
+REVINJECT := target/release/revinject
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
+
+.PHONY: all run test fmt-check clippy unit replay conformance clean
+
+all: policy.wasm
+
+policy.wasm: $(SOURCES) scripts/build-wasm.sh
+	./scripts/build-wasm.sh
+
+$(REVINJECT): $(SOURCES) $(HOST_SOURCES)
+	cargo build --release --locked -p revinject
+
+run: policy.wasm $(REVINJECT)
+	$(REVINJECT) replay test-data/ --verbose
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --locked --workspace
+
+replay: policy.wasm $(REVINJECT)
+	$(REVINJECT) replay test-data/
+
+conformance: policy.wasm $(REVINJECT)
+	$(REVINJECT) conformance $(CONFORMANCE_DIR)
+
+test: fmt-check clippy unit replay conformance
+
+clean:
+	cargo clean
+	rm -f policy.wasm

@@ -1,0 +1,184 @@
+//! The whole admission decision as plain Rust: request in, outcome out.
+//!
+//! The waPC glue in `lib.rs` and every native caller (tests, benchmarks) go through
+//! [`evaluate`], so what runs natively is what runs in `policy.wasm`.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+use crate::injection;
+use crate::revision::{self, Decision};
+use crate::settings::{LookupFailure, Settings};
+
+/// Audit annotation carrying the selection decision (JSON), so operators and `revinject check`
+/// can see which rule matched for every admitted pod.
+pub const DECISION_AUDIT_KEY: &str = "revision-injector/decision";
+
+/// Access to the cluster the policy needs: the pod's Namespace.
+pub trait Cluster {
+    /// Return the `v1/Namespace` object called `name`, or a description of the failure.
+    fn namespace(&self, name: &str) -> Result<Value, String>;
+}
+
+/// The policy's answer, mirroring Kubewarden's `ValidationResponse`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    pub accepted: bool,
+    pub message: Option<String>,
+    pub code: Option<u16>,
+    pub mutated_object: Option<Value>,
+    pub warnings: Vec<String>,
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+impl Outcome {
+    pub fn accept() -> Outcome {
+        Outcome {
+            accepted: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn reject(message: impl Into<String>, code: u16) -> Outcome {
+        Outcome {
+            accepted: false,
+            message: Some(message.into()),
+            code: Some(code),
+            ..Default::default()
+        }
+    }
+
+    /// The response Kubewarden's SDK would serialize (`ValidationResponse`).
+    pub fn to_validation_response(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert("accepted".into(), Value::Bool(self.accepted));
+        out.insert(
+            "message".into(),
+            self.message.clone().map_or(Value::Null, Value::String),
+        );
+        out.insert("code".into(), self.code.map_or(Value::Null, Value::from));
+        out.insert(
+            "mutated_object".into(),
+            self.mutated_object.clone().unwrap_or(Value::Null),
+        );
+        out.insert(
+            "audit_annotations".into(),
+            if self.audit_annotations.is_empty() {
+                Value::Null
+            } else {
+                serde_json::to_value(&self.audit_annotations).unwrap_or(Value::Null)
+            },
+        );
+        out.insert(
+            "warnings".into(),
+            if self.warnings.is_empty() {
+                Value::Null
+            } else {
+                Value::from(self.warnings.clone())
+            },
+        );
+        Value::Object(out)
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// Evaluate one AdmissionRequest (the `request` of an AdmissionReview) with `settings`.
+pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> Outcome {
+    if !request.is_object() {
+        return Outcome::reject("the admission request is not a JSON object", 400);
+    }
+    match request.get("operation").and_then(Value::as_str) {
+        Some("CREATE") => {}
+        Some(_) => return Outcome::accept(),
+        None => return Outcome::reject("the admission request has no `operation`", 400),
+    }
+    let kind = str_at(request, &["kind", "kind"]).unwrap_or("");
+    let group = str_at(request, &["kind", "group"]).unwrap_or("");
+    if kind != "Pod" || !group.is_empty() {
+        let shown = if kind.is_empty() { "nothing" } else { kind };
+        return Outcome::reject(
+            format!("this policy only admits core v1 Pods, the request is for {shown}"),
+            400,
+        );
+    }
+    let Some(pod) = request.get("object").filter(|o| !o.is_null()) else {
+        return Outcome::reject("the admission request has no `object` (the Pod)", 400);
+    };
+    if !pod.is_object() {
+        return Outcome::reject("the admission request's `object` is not a JSON object", 400);
+    }
+    if let Err(e) = <k8s_openapi::api::core::v1::Pod as serde::Deserialize>::deserialize(pod) {
+        return Outcome::reject(
+            format!("the Pod does not match the v1 Pod schema: {e}"),
+            400,
+        );
+    }
+
+    let namespace = str_at(pod, &["metadata", "namespace"])
+        .filter(|s| !s.is_empty())
+        .or_else(|| str_at(request, &["namespace"]).filter(|s| !s.is_empty()))
+        .unwrap_or("default");
+
+    let namespace_labels = match cluster.namespace(namespace) {
+        Ok(ns) => labels_of(&ns),
+        Err(e) => {
+            let message =
+                format!("cannot read Namespace \"{namespace}\" to select a revision: {e}");
+            return match settings.namespace_lookup_failure {
+                LookupFailure::Reject => Outcome::reject(message, 500),
+                LookupFailure::Skip => Outcome {
+                    warnings: vec![format!("{message}; pod admitted without injection")],
+                    ..Outcome::accept()
+                },
+            };
+        }
+    };
+
+    let decision = revision::decide(settings, namespace, &namespace_labels, pod);
+    let mut outcome = Outcome::accept();
+    outcome.warnings = decision.warnings.clone();
+    outcome
+        .audit_annotations
+        .insert(DECISION_AUDIT_KEY.into(), decision_json(&decision));
+    if !decision.inject {
+        return outcome;
+    }
+    match injection::inject(
+        pod,
+        &injection::Context {
+            settings,
+            namespace,
+        },
+    ) {
+        Ok(mutated) => {
+            if &mutated != pod {
+                outcome.mutated_object = Some(mutated);
+            }
+            outcome
+        }
+        Err(e) => Outcome {
+            warnings: outcome.warnings,
+            ..Outcome::reject(e.0, 400)
+        },
+    }
+}
+
+fn decision_json(decision: &Decision) -> String {
+    serde_json::to_string(decision).unwrap_or_default()
+}
+
+/// `metadata.labels` of an object as a map; non-string values are ignored.
+pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,64 @@
+//! revision-injector: Istio control-plane revision selection and sidecar injection as a
+//! Kubewarden mutating policy.
+//!
+//! The logic lives in plain Rust modules ([`admission`], [`revision`], [`injection`]) that
+//! compile natively and to `wasm32-wasip1`; this file is only the waPC glue.
+
+pub mod admission;
+pub mod injection;
+pub mod revision;
+pub mod selector;
+pub mod settings;
+
+use kubewarden_policy_sdk::wapc_guest as guest;
+use kubewarden_policy_sdk::{protocol_version_guest, validate_settings};
+use serde_json::Value;
+
+use crate::admission::Cluster;
+use crate::settings::Settings;
+
+#[unsafe(no_mangle)]
+pub extern "C" fn wapc_init() {
+    guest::register_function("validate", validate);
+    guest::register_function("validate_settings", validate_settings::<Settings>);
+    guest::register_function("protocol_version", protocol_version_guest);
+}
+
+/// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability.
+struct HostCluster;
+
+impl Cluster for HostCluster {
+    fn namespace(&self, name: &str) -> Result<Value, String> {
+        use kubewarden_policy_sdk::host_capabilities::kubernetes::{
+            get_resource, GetResourceRequest,
+        };
+        let req = GetResourceRequest {
+            api_version: "v1".to_string(),
+            kind: "Namespace".to_string(),
+            name: name.to_string(),
+            namespace: None,
+            disable_cache: false,
+            field_masks: None,
+        };
+        get_resource::<Value>(&req).map_err(|e| e.to_string())
+    }
+}
+
+/// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in, `ValidationResponse` out.
+/// Every failure becomes a rejection with a message, never a guest error.
+fn validate(payload: &[u8]) -> guest::CallResult {
+    let outcome = match serde_json::from_slice::<Value>(payload) {
+        Err(e) => {
+            admission::Outcome::reject(format!("cannot parse the validation request: {e}"), 400)
+        }
+        Ok(v) => match Settings::from_value(v.get("settings").unwrap_or(&Value::Null)) {
+            Err(e) => admission::Outcome::reject(e, 400),
+            Ok(settings) => admission::evaluate(
+                v.get("request").unwrap_or(&Value::Null),
+                &settings,
+                &HostCluster,
+            ),
+        },
+    };
+    Ok(serde_json::to_vec(&outcome.to_validation_response())?)
+}

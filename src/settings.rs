@@ -1,0 +1,154 @@
+//! Policy settings: one struct for the whole policy.
+//!
+//! Unknown keys are rejected (`deny_unknown_fields`) so that a typo in an injector's
+//! configuration fails `validate_settings` instead of silently changing behaviour.
+
+use serde::{Deserialize, Serialize};
+
+use crate::selector::LabelSelector;
+
+/// Istio's default list of namespaces the injector never touches.
+pub const DEFAULT_IGNORED_NAMESPACES: [&str; 4] = [
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+];
+
+/// `global.proxy.autoInject`: what happens to a selected pod that says nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectPolicy {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+/// What to do when the namespace of a pod cannot be read from the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LookupFailure {
+    /// Fail closed, like Istio's `failurePolicy: Fail`.
+    #[default]
+    Reject,
+    /// Accept the pod unchanged.
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Settings {
+    /// The control plane revision this policy instance injects for ("" or `default`: the default revision).
+    pub revision: String,
+    /// Revision tags that point at this revision.
+    pub tags: Vec<String>,
+    /// This revision also answers `istio-injection=enabled`, the `default` tag and the `object` webhook.
+    pub default_revision: bool,
+    /// Inject pods in unlabelled namespaces (Istio's `auto` webhook, default revision only).
+    pub enable_namespaces_by_default: bool,
+    pub policy: InjectPolicy,
+    pub never_inject_selector: Vec<LabelSelector>,
+    pub always_inject_selector: Vec<LabelSelector>,
+    pub ignored_namespaces: Vec<String>,
+    pub istio_namespace: String,
+    pub namespace_lookup_failure: LookupFailure,
+    /// Native sidecars (`initContainers` with `restartPolicy: Always`); Istio's default on Kubernetes >= 1.33.
+    pub native_sidecars: bool,
+    /// Istio helm values read by the sidecar template (same key paths as Istio's chart).
+    pub values: serde_json::Value,
+    /// Istio MeshConfig fields (camelCase, as in istio.io/api).
+    pub mesh_config: serde_json::Value,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            revision: String::new(),
+            tags: Vec::new(),
+            default_revision: false,
+            enable_namespaces_by_default: false,
+            policy: InjectPolicy::Enabled,
+            never_inject_selector: Vec::new(),
+            always_inject_selector: Vec::new(),
+            ignored_namespaces: DEFAULT_IGNORED_NAMESPACES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            istio_namespace: "istio-system".to_string(),
+            namespace_lookup_failure: LookupFailure::Reject,
+            native_sidecars: true,
+            values: serde_json::Value::Object(Default::default()),
+            mesh_config: serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+impl Settings {
+    /// Parse settings from JSON, as policy-server hands them over (`null` means all defaults).
+    pub fn from_value(value: &serde_json::Value) -> Result<Settings, String> {
+        if value.is_null() {
+            return Ok(Settings::default());
+        }
+        serde_json::from_value(value.clone()).map_err(|e| format!("invalid settings: {e}"))
+    }
+
+    /// The revision name as Istio writes it in annotations (`default` for the default revision).
+    pub fn revision_name(&self) -> &str {
+        if self.revision.is_empty() {
+            "default"
+        } else {
+            &self.revision
+        }
+    }
+
+    /// Semantic checks beyond the shape serde enforces.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, s) in self.never_inject_selector.iter().enumerate() {
+            s.validate()
+                .map_err(|e| format!("neverInjectSelector[{i}]: {e}"))?;
+        }
+        for (i, s) in self.always_inject_selector.iter().enumerate() {
+            s.validate()
+                .map_err(|e| format!("alwaysInjectSelector[{i}]: {e}"))?;
+        }
+        if !self.values.is_object() {
+            return Err("values: must be a map of Istio helm values".into());
+        }
+        if !self.mesh_config.is_object() {
+            return Err("meshConfig: must be a map of MeshConfig fields".into());
+        }
+        crate::injection::validate_settings(self)
+    }
+}
+
+impl kubewarden_policy_sdk::settings::Validatable for Settings {
+    fn validate(&self) -> Result<(), String> {
+        Settings::validate(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_when_null() {
+        let s = Settings::from_value(&serde_json::Value::Null).unwrap();
+        assert_eq!(s.istio_namespace, "istio-system");
+        assert_eq!(s.ignored_namespaces.len(), 4);
+        assert_eq!(s.revision_name(), "default");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::from_value(&json!({"revison": "canary"})).unwrap_err();
+        assert!(err.contains("revison"), "{err}");
+    }
+
+    #[test]
+    fn bad_policy_value_is_rejected() {
+        let err = Settings::from_value(&json!({"policy": "sometimes"})).unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
+    }
+}
