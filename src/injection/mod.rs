@@ -1,4 +1,13 @@
 //! Rendering Istio's default `sidecar` template onto a pod. Owned by the injection work (issue 4).
+//!
+//! The template is Rust data: functions that build `serde_json::Value`s from the pod, the
+//! helm values and the mesh config, merged onto the pod the way Istio's strategic merge does.
+
+pub mod annotations;
+pub mod overrides;
+pub mod probes;
+pub mod resources;
+pub mod traffic;
 
 use serde_json::Value;
 
