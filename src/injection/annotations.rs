@@ -1,0 +1,429 @@
+//! Validation of the per-pod annotations Istio checks before rendering (`pkg/kube/inject/validate.go`).
+//!
+//! A pod carrying an invalid value is rejected, like istiod does, with a message that names the
+//! annotation and repeats Istio's wording (`invalid value '<v>' for annotation '<name>': ...`), so
+//! users and tests matching on Istio's text see the same thing.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use super::resources::parse_quantity;
+use super::InjectError;
+
+pub const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
+pub const STATUS_PORT: &str = "status.sidecar.istio.io/port";
+pub const READINESS_INITIAL_DELAY: &str = "readiness.status.sidecar.istio.io/initialDelaySeconds";
+pub const READINESS_PERIOD: &str = "readiness.status.sidecar.istio.io/periodSeconds";
+pub const READINESS_FAILURE_THRESHOLD: &str = "readiness.status.sidecar.istio.io/failureThreshold";
+pub const INCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
+pub const EXCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
+pub const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
+pub const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+pub const INCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeOutboundPorts";
+pub const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
+pub const EXCLUDE_INTERFACES: &str = "traffic.sidecar.istio.io/excludeInterfaces";
+pub const KUBEVIRT_INTERFACES: &str = "traffic.sidecar.istio.io/kubevirtInterfaces";
+pub const REROUTE_VIRTUAL_INTERFACES: &str = "istio.io/reroute-virtual-interfaces";
+pub const PROMETHEUS_MERGE_METRICS: &str = "prometheus.istio.io/merge-metrics";
+pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
+pub const PROXY_CPU: &str = "sidecar.istio.io/proxyCPU";
+pub const PROXY_MEMORY: &str = "sidecar.istio.io/proxyMemory";
+pub const PROXY_CPU_LIMIT: &str = "sidecar.istio.io/proxyCPULimit";
+pub const PROXY_MEMORY_LIMIT: &str = "sidecar.istio.io/proxyMemoryLimit";
+pub const REWRITE_APP_HTTP_PROBERS: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
+pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
+pub const AGENT_LOG_LEVEL: &str = "sidecar.istio.io/agentLogLevel";
+
+type Check = fn(&str) -> Result<(), String>;
+
+/// The annotations Istio validates, with their checks. Resource quantities are checked too: Istio
+/// rejects a bad one later (the rendered pod does not parse); here it fails with the annotation named.
+const CHECKS: &[(&str, Check)] = &[
+    (INTERCEPTION_MODE, check_interception_mode),
+    (STATUS_PORT, check_status_port),
+    (READINESS_INITIAL_DELAY, check_uint32),
+    (READINESS_PERIOD, check_uint32),
+    (READINESS_FAILURE_THRESHOLD, check_uint32),
+    (INCLUDE_OUTBOUND_IP_RANGES, check_include_ip_ranges),
+    (EXCLUDE_OUTBOUND_IP_RANGES, check_exclude_ip_ranges),
+    (INCLUDE_INBOUND_PORTS, check_include_inbound_ports),
+    (EXCLUDE_INBOUND_PORTS, check_exclude_inbound_ports),
+    (EXCLUDE_OUTBOUND_PORTS, check_exclude_outbound_ports),
+    (PROMETHEUS_MERGE_METRICS, check_bool),
+    (PROXY_CONFIG, check_proxy_config),
+    (PROXY_CPU, check_quantity),
+    (PROXY_MEMORY, check_quantity),
+    (PROXY_CPU_LIMIT, check_quantity),
+    (PROXY_MEMORY_LIMIT, check_quantity),
+];
+
+/// Check every known annotation of the pod. All problems are reported at once, in Istio's
+/// multi-error layout, sorted by annotation name so the message is stable.
+pub fn validate(annotations: &Map<String, Value>) -> Result<(), InjectError> {
+    let mut errors = Vec::new();
+    for (name, check) in CHECKS {
+        let Some(raw) = annotations.get(*name) else {
+            continue;
+        };
+        let value = match raw {
+            Value::String(s) => s.clone(),
+            other => {
+                errors.push(format!(
+                    "invalid value '{other}' for annotation '{name}': annotation values must be strings"
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = check(&value) {
+            errors.push(format!(
+                "invalid value '{value}' for annotation '{name}': {e}"
+            ));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    errors.sort();
+    let noun = if errors.len() == 1 { "error" } else { "errors" };
+    let mut msg = format!("{} {noun} occurred:", errors.len());
+    for e in &errors {
+        msg.push_str("\n\t* ");
+        msg.push_str(e);
+    }
+    msg.push_str("\n\n");
+    Err(InjectError(msg))
+}
+
+fn check_interception_mode(mode: &str) -> Result<(), String> {
+    match mode {
+        "REDIRECT" | "TPROXY" | "NONE" => Ok(()),
+        _ => Err(format!(
+            "interceptionMode invalid, use REDIRECT,TPROXY,NONE: {mode}"
+        )),
+    }
+}
+
+// Istio's own wording names excludeInboundPorts for the status port; kept for matching messages.
+fn check_status_port(port: &str) -> Result<(), String> {
+    parse_port(port)
+        .map(|_| ())
+        .map_err(|e| format!("excludeInboundPorts invalid: {e}"))
+}
+
+fn check_uint32(value: &str) -> Result<(), String> {
+    parse_uint(value, u32::MAX as u64, "ParseUint").map(|_| ())
+}
+
+fn check_bool(value: &str) -> Result<(), String> {
+    parse_go_bool(value).map(|_| ()).ok_or_else(|| {
+        format!(
+            "strconv.ParseBool: parsing {}: invalid syntax",
+            go_quote(value)
+        )
+    })
+}
+
+fn check_include_ip_ranges(ranges: &str) -> Result<(), String> {
+    if ranges == "*" {
+        return Ok(());
+    }
+    check_cidr_list(ranges).map_err(|e| format!("includeIPRanges invalid: {e}"))
+}
+
+fn check_exclude_ip_ranges(ranges: &str) -> Result<(), String> {
+    check_cidr_list(ranges).map_err(|e| format!("excludeIPRanges invalid: {e}"))
+}
+
+fn check_include_inbound_ports(ports: &str) -> Result<(), String> {
+    if ports == "*" {
+        return Ok(());
+    }
+    check_port_list("includeInboundPorts", ports)
+}
+
+fn check_exclude_inbound_ports(ports: &str) -> Result<(), String> {
+    check_port_list("excludeInboundPorts", ports)
+}
+
+fn check_exclude_outbound_ports(ports: &str) -> Result<(), String> {
+    check_port_list("excludeOutboundPorts", ports)
+}
+
+fn check_quantity(value: &str) -> Result<(), String> {
+    parse_quantity(value).map(|_| ())
+}
+
+/// `proxy.istio.io/config` is ProxyConfig YAML. JSON-shaped values (the common inline form) are
+/// checked for the fields whose type errors Istio rejects; other YAML is left to the renderer.
+fn check_proxy_config(value: &str) -> Result<(), String> {
+    let trimmed = value.trim();
+    if !trimmed.starts_with('{') {
+        return Ok(());
+    }
+    let parsed: Value = serde_json::from_str(trimmed)
+        .map_err(|e| format!("failed to convert to apply proxy config: {e}"))?;
+    let Some(obj) = parsed.as_object() else {
+        return Err("failed to convert to apply proxy config: not an object".to_string());
+    };
+    for key in ["statusPort", "proxyAdminPort"] {
+        if let Some(v) = obj.get(key) {
+            match v.as_u64() {
+                Some(p) if (1..=65535).contains(&p) => {}
+                _ => {
+                    return Err(format!(
+                        "invalid {key}: port number {v} must be in the range 1..65535"
+                    ))
+                }
+            }
+        }
+    }
+    if let Some(v) = obj.get("concurrency") {
+        if v.as_u64().is_none() && !v.is_null() {
+            return Err(format!("concurrency must be a non-negative integer: {v}"));
+        }
+    }
+    if let Some(v) = obj.get("interceptionMode") {
+        match v.as_str() {
+            Some("REDIRECT" | "TPROXY" | "NONE") => {}
+            _ => return Err(format!("invalid interceptionMode: {v}")),
+        }
+    }
+    for key in ["holdApplicationUntilProxyStarts"] {
+        if let Some(v) = obj.get(key) {
+            if !v.is_boolean() && !v.is_null() {
+                return Err(format!("failed to convert to apply proxy config: {key}: invalid value {v} for type bool"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_port_list(parameter: &str, ports: &str) -> Result<(), String> {
+    parse_ports(ports)
+        .map(|_| ())
+        .map_err(|e| format!("{parameter} invalid: {e}"))
+}
+
+fn check_cidr_list(cidrs: &str) -> Result<(), String> {
+    if cidrs.is_empty() {
+        return Ok(());
+    }
+    for cidr in cidrs.split(',') {
+        parse_prefix(cidr).map_err(|e| format!("failed parsing cidr '{cidr}': {e}"))?;
+    }
+    Ok(())
+}
+
+/// Go's `netip.ParsePrefix`: `<addr>/<bits>`, no zone, bits in range, digits only.
+fn parse_prefix(s: &str) -> Result<(), String> {
+    let fail = |why: String| format!("netip.ParsePrefix({}): {why}", go_quote(s));
+    let Some((addr, bits)) = s.rsplit_once('/') else {
+        return Err(fail("no '/'".to_string()));
+    };
+    if addr.contains('%') {
+        return Err(fail("IPv6 zones cannot be present in a prefix".to_string()));
+    }
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| fail(format!("ParseAddr({}): unable to parse IP", go_quote(addr))))?;
+    let bad_bits = || fail(format!("bad bits after slash: {}", go_quote(bits)));
+    if bits.is_empty()
+        || !bits.bytes().all(|b| b.is_ascii_digit())
+        || (bits.len() > 1 && bits.starts_with('0'))
+    {
+        return Err(bad_bits());
+    }
+    let n: u32 = bits.parse().map_err(|_| bad_bits())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if n > max {
+        return Err(fail("prefix length out of range".to_string()));
+    }
+    Ok(())
+}
+
+/// Istio's `parsePorts`: a comma-separated list (empty allowed) of ports, each possibly padded.
+pub fn parse_ports(ports: &str) -> Result<Vec<u16>, String> {
+    let ports = ports.trim();
+    if ports.is_empty() {
+        return Ok(Vec::new());
+    }
+    ports
+        .split(',')
+        .map(|p| parse_port(p).map_err(|e| format!("failed parsing port '{p}': {e}")))
+        .collect()
+}
+
+/// Istio's `parsePort`: a decimal port 0..=65535, surrounding whitespace ignored.
+pub fn parse_port(port: &str) -> Result<u16, String> {
+    parse_uint(port.trim(), u16::MAX as u64, "ParseUint")
+        .map(|p| p as u16)
+        .map_err(|e| format!("failed parsing port '{port}': {e}"))
+}
+
+/// Go's `strconv.ParseUint(s, 10, bits)` with its error texts.
+fn parse_uint(s: &str, max: u64, func: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "strconv.{func}: parsing {}: invalid syntax",
+            go_quote(s)
+        ));
+    }
+    match s.parse::<u64>() {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(format!(
+            "strconv.{func}: parsing {}: value out of range",
+            go_quote(s)
+        )),
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A double-quoted string like Go's `%q` for the printable strings annotations hold.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn annotations(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn error_for(name: &str, value: &str) -> String {
+        let mut m = Map::new();
+        m.insert(name.to_string(), Value::String(value.to_string()));
+        validate(&m).unwrap_err().0
+    }
+
+    #[test]
+    fn conformance_bad_values_name_the_annotation() {
+        let msg = error_for(INCLUDE_OUTBOUND_IP_RANGES, "bad");
+        assert!(msg.to_lowercase().contains("includeipranges"), "{msg}");
+        assert!(msg.contains(
+            "invalid value 'bad' for annotation 'traffic.sidecar.istio.io/includeOutboundIPRanges': \
+             includeIPRanges invalid: failed parsing cidr 'bad': netip.ParsePrefix(\"bad\"): no '/'"
+        ), "{msg}");
+        let msg = error_for(INCLUDE_INBOUND_PORTS, "bad");
+        assert!(msg.to_lowercase().contains("includeinboundports"), "{msg}");
+        assert!(
+            msg.contains("strconv.ParseUint: parsing \"bad\": invalid syntax"),
+            "{msg}"
+        );
+        let msg = error_for(EXCLUDE_OUTBOUND_PORTS, "bad");
+        assert!(msg.to_lowercase().contains("excludeoutboundports"), "{msg}");
+        assert!(
+            msg.starts_with("1 error occurred:\n\t* invalid value 'bad'"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_invalid_value_is_rejected_with_its_annotation_name() {
+        let cases = [
+            (INTERCEPTION_MODE, "redirect"),
+            (INTERCEPTION_MODE, ""),
+            (STATUS_PORT, "65536"),
+            (STATUS_PORT, "abc"),
+            (READINESS_INITIAL_DELAY, "-1"),
+            (READINESS_PERIOD, "4294967296"),
+            (READINESS_FAILURE_THRESHOLD, "x"),
+            (INCLUDE_OUTBOUND_IP_RANGES, "10.0.0.0/33"),
+            (INCLUDE_OUTBOUND_IP_RANGES, "10.0.0.0/8, 10.1.0.0/16"),
+            (INCLUDE_OUTBOUND_IP_RANGES, "**"),
+            (EXCLUDE_OUTBOUND_IP_RANGES, "*"),
+            (EXCLUDE_OUTBOUND_IP_RANGES, "10.0.0.1"),
+            (EXCLUDE_OUTBOUND_IP_RANGES, "fe80::1%eth0/64"),
+            (EXCLUDE_OUTBOUND_IP_RANGES, "10.0.0.0/x"),
+            (INCLUDE_INBOUND_PORTS, "80,"),
+            (INCLUDE_INBOUND_PORTS, "70000"),
+            (EXCLUDE_INBOUND_PORTS, "*"),
+            (EXCLUDE_INBOUND_PORTS, "1,two"),
+            (EXCLUDE_OUTBOUND_PORTS, "-5"),
+            (PROMETHEUS_MERGE_METRICS, "yes"),
+            (PROXY_CONFIG, "{\"statusPort\": 0}"),
+            (PROXY_CONFIG, "{not json"),
+            (PROXY_CPU, "lots"),
+            (PROXY_MEMORY_LIMIT, "1Gb"),
+        ];
+        for (name, value) in cases {
+            let msg = error_for(name, value);
+            assert!(
+                msg.contains(&format!("for annotation '{name}'")),
+                "{name}={value}: {msg}"
+            );
+            assert!(
+                msg.contains(&format!("invalid value '{value}'")),
+                "{name}={value}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        let ok = annotations(json!({
+            INTERCEPTION_MODE: "TPROXY",
+            STATUS_PORT: "0",
+            READINESS_INITIAL_DELAY: "100",
+            INCLUDE_OUTBOUND_IP_RANGES: "*",
+            EXCLUDE_OUTBOUND_IP_RANGES: "10.96.0.2/24,10.96.0.3/24,2001:db8::/32",
+            INCLUDE_INBOUND_PORTS: "*",
+            EXCLUDE_INBOUND_PORTS: " 4, 5,6 ",
+            EXCLUDE_OUTBOUND_PORTS: "",
+            PROMETHEUS_MERGE_METRICS: "False",
+            PROXY_CONFIG: "{ \"holdApplicationUntilProxyStarts\": true }",
+            PROXY_CPU: "100m",
+            PROXY_MEMORY: "1Gi",
+            "sidecar.istio.io/inject": "whatever",
+            KUBEVIRT_INTERFACES: "net1",
+        }));
+        assert_eq!(validate(&ok), Ok(()));
+    }
+
+    #[test]
+    fn several_errors_are_all_reported() {
+        let bad = annotations(json!({
+            INCLUDE_INBOUND_PORTS: "x",
+            EXCLUDE_OUTBOUND_PORTS: "y",
+        }));
+        let msg = validate(&bad).unwrap_err().0;
+        assert!(msg.starts_with("2 errors occurred:"), "{msg}");
+        assert!(msg.contains(INCLUDE_INBOUND_PORTS) && msg.contains(EXCLUDE_OUTBOUND_PORTS));
+    }
+
+    #[test]
+    fn port_parsing_matches_istio() {
+        assert_eq!(parse_ports(" 1,2 , 3 "), Ok(vec![1, 2, 3]));
+        assert_eq!(parse_ports(""), Ok(vec![]));
+        assert!(parse_ports("1,,2").is_err());
+        assert_eq!(
+            parse_ports("bad").unwrap_err(),
+            "failed parsing port 'bad': failed parsing port 'bad': strconv.ParseUint: parsing \"bad\": invalid syntax"
+        );
+    }
+}

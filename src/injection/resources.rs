@@ -1,0 +1,361 @@
+//! The proxy's resources (also used by `istio-init`/`istio-validation`), and Kubernetes quantities.
+//!
+//! Istio's template takes `values.global.proxy.resources` as is, unless one of the
+//! `sidecar.istio.io/proxy{CPU,Memory,CPULimit,MemoryLimit}` annotations is set: then only the
+//! annotations count. Quantities come out in Kubernetes canonical form (`2000m` -> `2`,
+//! `1024Mi` -> `1Gi`) because Istio round-trips the rendered pod through Go structs.
+
+use serde_json::{Map, Value};
+
+use super::annotations::{PROXY_CPU, PROXY_CPU_LIMIT, PROXY_MEMORY, PROXY_MEMORY_LIMIT};
+use super::InjectError;
+
+const QUANTITY_SYNTAX: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+/// The `resources` of the injected proxy containers.
+pub fn proxy_resources(
+    values_resources: &Value,
+    annotations: &Map<String, Value>,
+) -> Result<Value, InjectError> {
+    let get = |name: &'static str| annotations.get(name).map(|v| (name, v));
+    let requests = [("cpu", get(PROXY_CPU)), ("memory", get(PROXY_MEMORY))];
+    let limits = [
+        ("cpu", get(PROXY_CPU_LIMIT)),
+        ("memory", get(PROXY_MEMORY_LIMIT)),
+    ];
+    if requests
+        .iter()
+        .chain(limits.iter())
+        .all(|(_, a)| a.is_none())
+    {
+        return canonical_resources(values_resources)
+            .map_err(|e| InjectError(format!("invalid values.global.proxy.resources: {e}")));
+    }
+    let mut out = Map::new();
+    for (section, entries) in [("requests", requests), ("limits", limits)] {
+        let mut m = Map::new();
+        for (resource, annotation) in entries {
+            let Some((name, value)) = annotation else {
+                continue;
+            };
+            let text = scalar_text(value).unwrap_or_default();
+            let q = canonical_quantity(&text).map_err(|e| {
+                InjectError(format!(
+                    "invalid value '{text}' for annotation '{name}': {e}"
+                ))
+            })?;
+            m.insert(resource.to_string(), Value::String(q));
+        }
+        if !m.is_empty() {
+            out.insert(section.to_string(), Value::Object(m));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// A ResourceRequirements value with nulls dropped and every quantity canonical.
+pub fn canonical_resources(resources: &Value) -> Result<Value, String> {
+    let Some(obj) = resources.as_object() else {
+        return match resources {
+            Value::Null => Ok(Value::Object(Map::new())),
+            other => Err(format!("expected a map, got {other}")),
+        };
+    };
+    let mut out = Map::new();
+    for (section, value) in obj {
+        match (section.as_str(), value) {
+            (_, Value::Null) => {}
+            ("limits" | "requests", Value::Object(list)) => {
+                let mut m = Map::new();
+                for (name, q) in list {
+                    if q.is_null() {
+                        continue;
+                    }
+                    let text = scalar_text(q)
+                        .ok_or_else(|| format!("{section}.{name}: {q} is not a quantity"))?;
+                    let canon =
+                        canonical_quantity(&text).map_err(|e| format!("{section}.{name}: {e}"))?;
+                    m.insert(name.clone(), Value::String(canon));
+                }
+                out.insert(section.clone(), Value::Object(m));
+            }
+            _ => {
+                out.insert(section.clone(), value.clone());
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// How a quantity was written; the canonical form keeps the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantityFormat {
+    DecimalSI,
+    BinarySI,
+    DecimalExponent,
+}
+
+/// A parsed quantity: `nanos` is the value in units of 10^-9 (rounded up, as Kubernetes does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity {
+    pub nanos: i128,
+    pub format: QuantityFormat,
+}
+
+const NANO: i128 = 1_000_000_000;
+
+/// Parse a Kubernetes quantity (`100m`, `1Gi`, `1.5`, `1e3`, ...).
+pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
+    let bad = || QUANTITY_SYNTAX.to_string();
+    let (negative, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(num_end);
+    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+    if number.is_empty() || frac_part.contains('.') || (int_part.is_empty() && frac_part.is_empty())
+    {
+        return Err(bad());
+    }
+    let (format, base2_exp, base10_exp): (QuantityFormat, u32, i32) = match suffix {
+        "" => (QuantityFormat::DecimalSI, 0, 0),
+        "n" => (QuantityFormat::DecimalSI, 0, -9),
+        "u" => (QuantityFormat::DecimalSI, 0, -6),
+        "m" => (QuantityFormat::DecimalSI, 0, -3),
+        "k" => (QuantityFormat::DecimalSI, 0, 3),
+        "M" => (QuantityFormat::DecimalSI, 0, 6),
+        "G" => (QuantityFormat::DecimalSI, 0, 9),
+        "T" => (QuantityFormat::DecimalSI, 0, 12),
+        "P" => (QuantityFormat::DecimalSI, 0, 15),
+        "E" => (QuantityFormat::DecimalSI, 0, 18),
+        "Ki" => (QuantityFormat::BinarySI, 10, 0),
+        "Mi" => (QuantityFormat::BinarySI, 20, 0),
+        "Gi" => (QuantityFormat::BinarySI, 30, 0),
+        "Ti" => (QuantityFormat::BinarySI, 40, 0),
+        "Pi" => (QuantityFormat::BinarySI, 50, 0),
+        "Ei" => (QuantityFormat::BinarySI, 60, 0),
+        e if e.starts_with(['e', 'E']) => {
+            let exp: i32 = e[1..].parse().map_err(|_| bad())?;
+            if !(-30..=30).contains(&exp) {
+                return Err("quantity exponent is out of the supported range".to_string());
+            }
+            (QuantityFormat::DecimalExponent, 0, exp)
+        }
+        _ => return Err(bad()),
+    };
+    let too_big = || "quantity is too large".to_string();
+    // Exact value as digits * 10^(base10_exp - frac_len) * 2^base2_exp, scaled to nanos.
+    let digits = format!("{int_part}{frac_part}");
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > 30 {
+        return Err(too_big());
+    }
+    let mantissa: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| bad())?
+    };
+    let mantissa = mantissa
+        .checked_shl(base2_exp)
+        .filter(|m| m >> base2_exp == mantissa)
+        .ok_or_else(too_big)?;
+    let scale = base10_exp - frac_part.len() as i32 + 9;
+    let nanos = if scale >= 0 {
+        10i128
+            .checked_pow(scale as u32)
+            .and_then(|p| mantissa.checked_mul(p))
+            .ok_or_else(too_big)?
+    } else {
+        let div = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
+        // Kubernetes rounds values finer than a nano up (away from zero).
+        mantissa / div + i128::from(mantissa % div != 0)
+    };
+    Ok(Quantity {
+        nanos: if negative { -nanos } else { nanos },
+        format,
+    })
+}
+
+/// Kubernetes' canonical text for a quantity (what `Quantity.String()` prints after parsing).
+pub fn canonical_quantity(s: &str) -> Result<String, String> {
+    let q = parse_quantity(s)?;
+    Ok(format_quantity(q))
+}
+
+fn format_quantity(q: Quantity) -> String {
+    if q.nanos == 0 {
+        return "0".to_string();
+    }
+    let sign = if q.nanos < 0 { "-" } else { "" };
+    let abs = q.nanos.abs();
+    if q.format == QuantityFormat::BinarySI && abs >= 1024 * NANO && abs % NANO == 0 {
+        let mut n = abs / NANO;
+        let mut exp = 0usize;
+        while n % 1024 == 0 && exp < 6 {
+            n /= 1024;
+            exp += 1;
+        }
+        let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp];
+        return format!("{sign}{n}{suffix}");
+    }
+    // Decimal: strip factors of ten, then lower the exponent to a multiple of three.
+    let mut n = abs;
+    let mut exp: i32 = -9;
+    while n % 10 == 0 {
+        n /= 10;
+        exp += 1;
+    }
+    while exp.rem_euclid(3) != 0 {
+        n *= 10;
+        exp -= 1;
+    }
+    if q.format == QuantityFormat::DecimalExponent {
+        return if exp == 0 {
+            format!("{sign}{n}")
+        } else {
+            format!("{sign}{n}e{exp}")
+        };
+    }
+    while exp > 18 {
+        n *= 1000;
+        exp -= 3;
+    }
+    let suffix = match exp {
+        -9 => "n",
+        -6 => "u",
+        -3 => "m",
+        0 => "",
+        3 => "k",
+        6 => "M",
+        9 => "G",
+        12 => "T",
+        15 => "P",
+        _ => "E",
+    };
+    format!("{sign}{n}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn anns(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn canonical_forms_match_kubernetes() {
+        for (input, want) in [
+            ("2000m", "2"),
+            ("1024Mi", "1Gi"),
+            ("1000m", "1"),
+            ("100m", "100m"),
+            ("128Mi", "128Mi"),
+            ("0", "0"),
+            ("0m", "0"),
+            ("500Mi", "500Mi"),
+            ("1.5", "1500m"),
+            ("0.5Gi", "512Mi"),
+            ("1.5Gi", "1536Mi"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("512", "512"),
+            ("100Ki", "100Ki"),
+            ("1000Ki", "1000Ki"),
+            ("1024Ki", "1Mi"),
+            ("0.1", "100m"),
+            ("1e3", "1e3"),
+            ("1E6", "1e6"),
+            ("12e2", "1200"),
+            ("0.0000000001", "1n"),
+            ("-100m", "-100m"),
+            ("+2", "2"),
+            ("1G", "1G"),
+            ("1000M", "1G"),
+            ("3", "3"),
+        ] {
+            assert_eq!(canonical_quantity(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_quantities_are_rejected() {
+        for bad in ["", "abc", "1Gb", "1..2", "m", "1 Gi", "--1", "."] {
+            assert!(parse_quantity(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_resources_are_canonicalised_with_nulls_dropped() {
+        // proxy-resources-mixed-null: the merged values keep a null only if the merge did not delete it.
+        let values = json!({
+            "limits": {"cpu": null, "memory": "500Mi", "ephemeral-storage": null},
+            "requests": {"cpu": "100m", "ephemeral-storage": "1Gi"}
+        });
+        let got = proxy_resources(&values, &Map::new()).unwrap();
+        assert_eq!(
+            got,
+            json!({"limits": {"memory": "500Mi"}, "requests": {"cpu": "100m", "ephemeral-storage": "1Gi"}})
+        );
+        // Chart defaults and proxy-resources-zero.
+        let defaults = json!({"limits": {"cpu": "2000m", "memory": "1024Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}});
+        assert_eq!(
+            proxy_resources(&defaults, &Map::new()).unwrap(),
+            json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})
+        );
+        let zero = json!({"limits": {"cpu": "0", "memory": "500Mi"}, "requests": {"cpu": 0, "memory": "150Mi"}});
+        assert_eq!(
+            proxy_resources(&zero, &Map::new()).unwrap(),
+            json!({"limits": {"cpu": "0", "memory": "500Mi"}, "requests": {"cpu": "0", "memory": "150Mi"}})
+        );
+        assert_eq!(
+            proxy_resources(&Value::Null, &Map::new()).unwrap(),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn annotations_replace_values_entirely() {
+        let defaults = json!({"limits": {"cpu": "2000m", "memory": "1024Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}});
+        // resource_annotations golden.
+        let a = anns(json!({
+            PROXY_CPU: "100m", PROXY_CPU_LIMIT: "1000m", PROXY_MEMORY: "1Gi", PROXY_MEMORY_LIMIT: "2Gi"
+        }));
+        assert_eq!(
+            proxy_resources(&defaults, &a).unwrap(),
+            json!({"limits": {"cpu": "1", "memory": "2Gi"}, "requests": {"cpu": "100m", "memory": "1Gi"}})
+        );
+        // Only a memory request: no limits at all, no cpu request.
+        let a = anns(json!({PROXY_MEMORY: "256Mi"}));
+        assert_eq!(
+            proxy_resources(&defaults, &a).unwrap(),
+            json!({"requests": {"memory": "256Mi"}})
+        );
+        let a = anns(json!({PROXY_CPU_LIMIT: "1500m"}));
+        assert_eq!(
+            proxy_resources(&defaults, &a).unwrap(),
+            json!({"limits": {"cpu": "1500m"}})
+        );
+    }
+
+    #[test]
+    fn bad_annotation_quantity_names_the_annotation() {
+        let a = anns(json!({PROXY_MEMORY_LIMIT: "lots"}));
+        let err = proxy_resources(&json!({}), &a).unwrap_err().0;
+        assert!(err.contains("sidecar.istio.io/proxyMemoryLimit"), "{err}");
+    }
+}
