@@ -103,6 +103,7 @@ impl Settings {
 
     /// Semantic checks beyond the shape serde enforces.
     pub fn validate(&self) -> Result<(), String> {
+        crate::revision::validate_settings(self)?;
         for (i, s) in self.never_inject_selector.iter().enumerate() {
             s.validate()
                 .map_err(|e| format!("neverInjectSelector[{i}]: {e}"))?;
