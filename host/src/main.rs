@@ -1,3 +1,164 @@
-fn main() {
-    println!("revinject: not yet implemented");
+//! `revinject`: run the revision-injector policy natively, like `kwctl run`, and replay the
+//! bundled fixtures.
+//!
+//! Adding a subcommand: a variant of [`Command`] with its clap arguments (or a `clap::Args`
+//! struct in its own module) and one arm in [`run`].
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use revinject::runtime::{HostCapabilities, PolicyRuntime, RuntimeOptions};
+use revinject::{input, replay, Session};
+
+#[derive(Parser)]
+#[command(
+    name = "revinject",
+    version,
+    about = "Host harness for the revision-injector Kubewarden policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options of the wasm runtime shared by the subcommands that load the policy.
+#[derive(clap::Args, Clone, Debug)]
+struct RuntimeArgs {
+    /// Wall-clock deadline of one policy call, in milliseconds (policy-server's default: 2000).
+    #[arg(long, default_value_t = 2000)]
+    deadline_ms: u64,
+    /// Do not use the on-disk cache of compiled modules.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl RuntimeArgs {
+    fn options(&self) -> RuntimeOptions {
+        let mut options = RuntimeOptions {
+            deadline: Duration::from_millis(self.deadline_ms),
+            ..RuntimeOptions::default()
+        };
+        if self.no_cache {
+            options.cache_dir = None;
+        }
+        options
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate one request and print the AdmissionResponse as one JSON line, like `kwctl run`.
+    Run {
+        /// An AdmissionReview or a bare AdmissionRequest (JSON).
+        #[arg(short = 'r', long)]
+        request_path: PathBuf,
+        /// Policy settings (YAML or JSON).
+        #[arg(short = 's', long)]
+        settings_path: Option<PathBuf>,
+        /// A kwctl host-capabilities session answering the policy's namespace lookups.
+        #[arg(long)]
+        replay_host_capabilities_interactions: Option<PathBuf>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// The policy module.
+        policy: PathBuf,
+    },
+    /// Run every fixture case under DIR against its expectation.
+    Replay {
+        /// Directory searched recursively for `case.yaml` manifests.
+        dir: PathBuf,
+        /// Print each decision (the `revision-injector/decision` audit annotation).
+        #[arg(long)]
+        verbose: bool,
+        /// The policy module.
+        #[arg(long, default_value = "policy.wasm")]
+        policy: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Run Istio's sidecar-injection golden tests (a conformance suite directory) through the policy.
+    Conformance(revinject::conformance::ConformanceArgs),
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("revinject: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            request_path,
+            settings_path,
+            replay_host_capabilities_interactions,
+            runtime,
+            policy,
+        } => run_one(
+            &request_path,
+            settings_path.as_deref(),
+            replay_host_capabilities_interactions.as_deref(),
+            &runtime.options(),
+            &policy,
+        ),
+        Command::Replay {
+            dir,
+            verbose,
+            policy,
+            runtime,
+        } => replay::run(&dir, &policy, &runtime.options(), verbose),
+        Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+    }
+}
+
+/// `revinject run`: same inputs and output as `kwctl run`.
+fn run_one(
+    request_path: &std::path::Path,
+    settings_path: Option<&std::path::Path>,
+    session_path: Option<&std::path::Path>,
+    options: &RuntimeOptions,
+    policy: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let request = input::read_request(request_path)?;
+    let settings = input::read_settings(settings_path)?;
+    let session = match session_path {
+        Some(path) => Session::load(path)?,
+        None => Session::default(),
+    };
+    let runtime = PolicyRuntime::load(policy, options)?;
+    let (valid, message) = runtime
+        .validate_settings(&settings)
+        .context("cannot validate the settings")?;
+    if !valid {
+        println!(
+            "{}",
+            serde_json::json!({"valid": false, "message": message})
+        );
+        bail!(
+            "Provided settings are not valid: {}",
+            message.unwrap_or_default()
+        );
+    }
+    let host: &dyn HostCapabilities = &session;
+    let response = runtime.admission_response(&request, &settings, host)?;
+    println!("{}", serde_json::to_string(&response)?);
+    if session.remaining() > 0 {
+        eprintln!(
+            "revinject: {} of {} recorded exchanges were not replayed",
+            session.remaining(),
+            session.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

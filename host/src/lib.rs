@@ -1,0 +1,20 @@
+//! revinject: a native wasmtime host for the revision-injector Kubewarden policy.
+//!
+//! It runs `policy.wasm` the way Kubewarden's policy-server and `kwctl run` do
+//! ([`runtime::PolicyRuntime`]), answers the policy's namespace lookups from kwctl
+//! host-capabilities sessions ([`session::Session`]) or a map ([`runtime::StaticNamespaces`]),
+//! and checks the bundled fixtures ([`replay`]). Subcommands live in `main.rs`.
+
+pub mod cases;
+pub mod conformance;
+pub mod input;
+pub mod normalize;
+pub mod patch;
+pub mod replay;
+pub mod runtime;
+pub mod session;
+pub mod workload;
+
+pub use patch::AdmissionResponse;
+pub use runtime::{HostCapabilities, PolicyRuntime, RuntimeOptions, StaticNamespaces};
+pub use session::Session;
