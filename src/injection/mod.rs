@@ -1,17 +1,31 @@
 //! Rendering Istio's default `sidecar` template onto a pod. Owned by the injection work (issue 4).
 //!
 //! The template is Rust data: functions that build `serde_json::Value`s from the pod, the
-//! helm values and the mesh config, merged onto the pod the way Istio's strategic merge does.
+//! helm values and the mesh config ([`template`]), strategically merged onto the pod the way
+//! Istio's webhook does ([`merge`]), then post-processed like `postProcessPod` (cluster env,
+//! prometheus merge, probe rewriting, status annotation, container order).
 
 pub mod annotations;
+pub mod containers;
+pub mod merge;
+pub mod metadata;
 pub mod overrides;
 pub mod probes;
+pub mod proxy_config;
+pub mod reinject;
 pub mod resources;
+pub mod template;
 pub mod traffic;
+pub mod values;
+pub mod volumes;
+pub mod workload;
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use crate::settings::Settings;
+use annotations::SIDECAR_STATUS;
+use reinject::meta_map;
+use traffic::{go_sprint, TrafficConfig};
 
 /// What the injector knows besides the pod itself.
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +45,295 @@ impl std::fmt::Display for InjectError {
     }
 }
 
+const PROXY: &str = "istio-proxy";
+const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+const NETWORK_LABEL: &str = "topology.istio.io/network";
+const INIT_BEFORE_PROXY: &str = "sidecar.istio.io/init-containers-before-proxy";
+const REWRITE_PROBERS: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
+const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
+
 /// Return the injected pod. The input is never modified; fields the template does not own survive.
 pub fn inject(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
-    let _ = ctx;
-    Ok(pod.clone())
+    if !pod.is_object() {
+        return Err(InjectError("the pod is not a JSON object".into()));
+    }
+    let annotations = meta_map(pod, "annotations");
+    annotations::validate(&annotations)?;
+    let values = values::effective_values(ctx.settings);
+    let mesh = values::effective_mesh(ctx.settings, &values);
+    let pod_mesh = proxy_config::apply_pod_proxy_config(&mesh, &annotations)?;
+    let status_port = mesh
+        .pointer("/defaultConfig/statusPort")
+        .map(go_sprint)
+        .unwrap_or_else(|| "15020".into());
+
+    let view = reinject::template_view(pod, &status_port)?;
+    let view_annotations = meta_map(&view, "annotations");
+    let view_labels = meta_map(&view, "labels");
+    let workload = workload::workload_of(pod, ctx.namespace);
+    let traffic = TrafficConfig::from_settings(&values, &pod_mesh);
+    let render = template::Render {
+        values: &values,
+        mesh: &pod_mesh,
+        pod: &view,
+        annotations: &view_annotations,
+        labels: &view_labels,
+        workload: &workload,
+        revision: ctx.settings.revision_name(),
+        native: native_mode(&annotations, ctx.settings),
+        traffic: &traffic,
+    };
+    let tpl = template::render(&render)?;
+
+    let mut out = pod.clone();
+    if render.native {
+        // A proxy customisation (or a classic injection) sits in `containers`; the native
+        // template has it in `initContainers`: move it there before merging.
+        move_container(&mut out, "containers", "initContainers", PROXY);
+    }
+    merge::merge(&mut out, &tpl, merge::Kind::Pod);
+    let tproxy = traffic.interception_mode == "TPROXY";
+    overrides::reapply_overrides(
+        &mut out,
+        pod,
+        tpl.get("spec").unwrap_or(&Value::Null),
+        tproxy,
+    )?;
+
+    let network = apply_cluster_env(&mut out, &values, &meta_map(pod, "labels"));
+    apply_prometheus(&mut out, &mesh, &status_port);
+    apply_probe_rewrite(&mut out, &values, &status_port);
+    let mut ann = meta_map(&out, "annotations");
+    ann.insert(
+        SIDECAR_STATUS.into(),
+        json!(metadata::status_annotation(
+            &tpl,
+            ctx.settings.revision_name()
+        )),
+    );
+    set_meta_map(&mut out, "annotations", ann);
+    if let Some(n) = network {
+        let mut labels = meta_map(&out, "labels");
+        labels.insert(NETWORK_LABEL.into(), json!(n));
+        set_meta_map(&mut out, "labels", labels);
+    }
+    reorder(&mut out, render.hold_application());
+    Ok(out)
 }
 
 /// Checks on `values` / `meshConfig` done once, at settings validation time.
 pub fn validate_settings(settings: &Settings) -> Result<(), String> {
-    let _ = settings;
-    Ok(())
+    values::validate(settings)
+}
+
+/// The pod annotation wins over the settings (`true` means native, any other value classic).
+fn native_mode(annotations: &Map<String, Value>, settings: &Settings) -> bool {
+    match annotations.get(NATIVE_SIDECAR) {
+        Some(v) => v.as_str() == Some("true"),
+        None => settings.native_sidecars,
+    }
+}
+
+/// Replace `metadata.<field>` of the pod.
+fn set_meta_map(pod: &mut Value, field: &str, map: Map<String, Value>) {
+    let Some(p) = pod.as_object_mut() else {
+        return;
+    };
+    let meta = p.entry("metadata").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    if let Some(m) = meta.as_object_mut() {
+        m.insert(field.to_string(), Value::Object(map));
+    }
+}
+
+fn list_mut<'a>(pod: &'a mut Value, list: &str) -> Option<&'a mut Vec<Value>> {
+    pod.pointer_mut(&format!("/spec/{list}"))
+        .and_then(Value::as_array_mut)
+}
+
+fn is_named(c: &Value, name: &str) -> bool {
+    c.get("name").and_then(Value::as_str) == Some(name)
+}
+
+/// Move the first container called `name` from `spec[from]` to the end of `spec[to]`.
+fn move_container(pod: &mut Value, from: &str, to: &str, name: &str) {
+    let Some(src) = list_mut(pod, from) else {
+        return;
+    };
+    let Some(i) = src.iter().position(|c| is_named(c, name)) else {
+        return;
+    };
+    let c = src.remove(i);
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        let dst = spec.entry(to).or_insert_with(|| json!([]));
+        if let Some(d) = dst.as_array_mut() {
+            d.push(c);
+        }
+    }
+}
+
+/// The injected proxy container, wherever it sits.
+fn sidecar_mut(pod: &mut Value) -> Option<&mut Value> {
+    let in_containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .is_some_and(|l| l.iter().any(|c| is_named(c, PROXY)));
+    let list = if in_containers {
+        "containers"
+    } else {
+        "initContainers"
+    };
+    list_mut(pod, list)?.iter_mut().find(|c| is_named(c, PROXY))
+}
+
+/// Cluster ID and network set for the pod (`overwriteClusterInfo`): their env vars move to the
+/// end of the proxy env, sorted. Returns the network, which also becomes a pod label.
+fn apply_cluster_env(
+    pod: &mut Value,
+    values: &Value,
+    labels: &Map<String, Value>,
+) -> Option<String> {
+    let cluster = values::text_at(values, &["global", "multiCluster", "clusterName"]);
+    let mut network = values::text_at(values, &["global", "network"]);
+    if let Some(n) = labels.get(NETWORK_LABEL).and_then(Value::as_str) {
+        network = n.to_string();
+    }
+    let mut envs: Vec<(&str, String)> = Vec::new();
+    if !cluster.is_empty() {
+        envs.push(("ISTIO_META_CLUSTER_ID", cluster));
+    }
+    if !network.is_empty() {
+        envs.push(("ISTIO_META_NETWORK", network.clone()));
+    }
+    if envs.is_empty() {
+        return None;
+    }
+    if let Some(env) = sidecar_mut(pod)
+        .and_then(Value::as_object_mut)
+        .map(|c| c.entry("env").or_insert_with(|| json!([])))
+        .and_then(Value::as_array_mut)
+    {
+        env.retain(|e| !envs.iter().any(|(n, _)| is_named(e, n)));
+        for (n, v) in &envs {
+            env.push(json!({"name": n, "value": v}));
+        }
+    }
+    (!network.is_empty()).then_some(network)
+}
+
+fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
+    let mut ann = meta_map(pod, "annotations");
+    let before = ann.clone();
+    metadata::apply_prometheus_merge(&mut ann, sidecar_mut(pod), mesh, status_port);
+    if ann != before {
+        set_meta_map(pod, "annotations", ann);
+    }
+}
+
+/// App probes redirected through the agent, their originals in `ISTIO_KUBE_APP_PROBERS`
+/// (merged with the ones a previous injection recorded).
+fn apply_probe_rewrite(pod: &mut Value, values: &Value, status_port: &str) {
+    let ann = meta_map(pod, "annotations");
+    let enabled = ann
+        .get(REWRITE_PROBERS)
+        .and_then(Value::as_str)
+        .and_then(annotations::parse_go_bool)
+        .unwrap_or_else(|| {
+            values::truthy_at(values, &["sidecarInjectorWebhook", "rewriteAppHTTPProbe"])
+        });
+    let previously_injected = ann.contains_key(SIDECAR_STATUS);
+    if sidecar_mut(pod).is_none() {
+        return;
+    }
+    let port: u16 = status_port.parse().unwrap_or(15020);
+    let Some(spec) = pod.get_mut("spec") else {
+        return;
+    };
+    let Some(probers) = probes::rewrite_probes(spec, port, enabled) else {
+        return;
+    };
+    let Some(env) = sidecar_mut(pod)
+        .and_then(Value::as_object_mut)
+        .map(|c| c.entry("env").or_insert_with(|| json!([])))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    if previously_injected {
+        if let Some(existing) = env.iter_mut().find(|e| is_named(e, APP_PROBERS_ENV)) {
+            let old: Option<Map<String, Value>> = existing
+                .get("value")
+                .and_then(Value::as_str)
+                .and_then(|s| serde_json::from_str(s).ok());
+            let new: Option<Map<String, Value>> = serde_json::from_str(&probers).ok();
+            if let (Some(old), Some(mut new)) = (old, new) {
+                for (k, v) in old {
+                    new.insert(k, v);
+                }
+                let sorted: std::collections::BTreeMap<_, _> = new.into_iter().collect();
+                let text = containers::go_json(&json!(sorted));
+                *existing = json!({"name": APP_PROBERS_ENV, "value": text});
+            }
+            return;
+        }
+    }
+    env.push(json!({"name": APP_PROBERS_ENV, "value": probers}));
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    First,
+    Last,
+}
+
+/// `modifyContainers`: move the container called `name` first or last.
+fn place(list: &mut Vec<Value>, name: &str, at: Place) {
+    let Some(i) = list.iter().rposition(|c| is_named(c, name)) else {
+        return;
+    };
+    let c = list.remove(i);
+    list.retain(|c| !is_named(c, name));
+    match at {
+        Place::First => list.insert(0, c),
+        Place::Last => list.push(c),
+    }
+}
+
+/// `reorderPod`: proxy last among containers (first when holding the application); with a
+/// native sidecar, init containers run istio-init/istio-validation, the proxy, then the rest.
+fn reorder(pod: &mut Value, hold: bool) {
+    let before: Vec<String> = meta_map(pod, "annotations")
+        .get(INIT_BEFORE_PROXY)
+        .and_then(Value::as_str)
+        .map(|s| {
+            let mut seen: Vec<String> = Vec::new();
+            for n in s.split(',') {
+                if !seen.iter().any(|x| x == n) {
+                    seen.push(n.to_string());
+                }
+            }
+            seen
+        })
+        .unwrap_or_default();
+    if let Some(cs) = list_mut(pod, "containers") {
+        place(cs, PROXY, if hold { Place::First } else { Place::Last });
+    }
+    let Some(init) = list_mut(pod, "initContainers") else {
+        return;
+    };
+    if init.iter().any(|c| is_named(c, PROXY)) {
+        place(init, "enable-core-dump", Place::First);
+        place(init, PROXY, Place::First);
+        for name in before.iter().rev() {
+            place(init, name, Place::First);
+        }
+        place(init, "istio-validation", Place::First);
+        place(init, "istio-init", Place::First);
+    } else {
+        place(init, "istio-validation", Place::First);
+        place(init, "istio-init", Place::Last);
+        place(init, "enable-core-dump", Place::Last);
+    }
 }

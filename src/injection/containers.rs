@@ -1,0 +1,511 @@
+//! The containers of the `sidecar` template: `istio-init` (or `istio-validation` with CNI),
+//! `enable-core-dump`, and `istio-proxy` with its env, probes, security context and mounts.
+
+use serde_json::{json, Map, Value};
+
+use super::annotations::{
+    AGENT_LOG_LEVEL, READINESS_FAILURE_THRESHOLD, READINESS_INITIAL_DELAY, READINESS_PERIOD,
+};
+use super::proxy_config::{proxy_config_env, proxy_metadata};
+use super::template::Render;
+use super::values::{at, str_at, text_at, truthy_at};
+use super::{resources, traffic, volumes, InjectError};
+
+const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
+const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+const ENABLE_CORE_DUMP: &str = "sidecar.istio.io/enableCoreDump";
+const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
+const COMPONENT_LOG_LEVEL: &str = "sidecar.istio.io/componentLogLevel";
+const CAP_NET_BIND_SERVICE: &str = "sidecar.istio.io/capNetBindService";
+const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
+
+/// `istio-proxy`'s image: the annotation or `global.proxy.image` when it is a full reference,
+/// else `<hub>/<global.proxy.image>:<tag>[-<imageType>]` (`ProxyImage`).
+fn proxy_image(r: &Render) -> String {
+    let name = r.ann_or_value(PROXY_IMAGE, &["global", "proxy", "image"]);
+    if name.contains('/') {
+        return name;
+    }
+    let mut image = str_at(r.values, &["global", "proxy", "image"])
+        .filter(|s| !s.is_empty())
+        .unwrap_or("proxyv2")
+        .to_string();
+    if image.contains('/') {
+        image = "proxyv2".into();
+    }
+    let image_type = r
+        .annotations
+        .get(PROXY_IMAGE_TYPE)
+        .map(traffic::go_sprint)
+        .or_else(|| {
+            r.pc()
+                .pointer("/image/imageType")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    r.hub_image(&image, &image_type)
+}
+
+/// The init containers' image: the annotation or `global.proxy_init.image` when it is a full
+/// reference, else `<hub>/<global.proxy_init.image>:<tag>`.
+fn init_image(r: &Render) -> String {
+    let name = r.ann_or_value(PROXY_IMAGE, &["global", "proxy_init", "image"]);
+    if name.contains('/') {
+        return name;
+    }
+    let image = str_at(r.values, &["global", "proxy_init", "image"])
+        .filter(|s| !s.is_empty())
+        .unwrap_or("proxyv2");
+    r.hub_image(image, "")
+}
+
+/// `imagePullPolicy`, only when the helm value sets one.
+fn pull_policy(r: &Render, c: &mut Map<String, Value>) {
+    if let Some(p) = str_at(r.values, &["global", "imagePullPolicy"]).filter(|s| !s.is_empty()) {
+        c.insert("imagePullPolicy".into(), json!(p));
+    }
+}
+
+fn resources_of(r: &Render) -> Result<Value, InjectError> {
+    let values = at(r.values, &["global", "proxy", "resources"])
+        .cloned()
+        .unwrap_or(Value::Null);
+    resources::proxy_resources(&values, r.annotations)
+}
+
+/// `istio-init`, or `istio-validation` when CNI sets up the redirection.
+pub fn init_container(r: &Render) -> Result<Value, InjectError> {
+    let cni = r.cni();
+    let privileged = truthy_at(r.values, &["global", "proxy", "privileged"]);
+    let mut c = Map::new();
+    c.insert(
+        "name".into(),
+        json!(if cni {
+            "istio-validation"
+        } else {
+            "istio-init"
+        }),
+    );
+    c.insert("image".into(), json!(init_image(r)));
+    c.insert("args".into(), json!(traffic::init_args(r.pod, r.traffic)?));
+    pull_policy(r, &mut c);
+    let metadata = proxy_metadata(r.pc());
+    if !metadata.is_empty() {
+        c.insert("env".into(), env_list(&metadata));
+    }
+    c.insert("resources".into(), resources_of(r)?);
+    let security = if cni {
+        json!({
+            "allowPrivilegeEscalation": privileged,
+            "privileged": privileged,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsGroup": 1337,
+            "runAsUser": 1337,
+            "runAsNonRoot": true,
+        })
+    } else {
+        json!({
+            "allowPrivilegeEscalation": privileged,
+            "privileged": privileged,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": 0,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        })
+    };
+    c.insert("securityContext".into(), security);
+    Ok(Value::Object(c))
+}
+
+fn core_dump_enabled(r: &Render) -> bool {
+    r.ann_or_value(ENABLE_CORE_DUMP, &["global", "proxy", "enableCoreDump"]) == "true"
+}
+
+/// `enable-core-dump`, when the annotation or helm value asks for it.
+pub fn core_dump_container(r: &Render) -> Result<Option<Value>, InjectError> {
+    if !core_dump_enabled(r) {
+        return Ok(None);
+    }
+    let mut c = Map::new();
+    c.insert("name".into(), json!("enable-core-dump"));
+    c.insert(
+        "args".into(),
+        json!([
+            "-c",
+            "sysctl -w kernel.core_pattern=/var/lib/istio/data/core.proxy && ulimit -c unlimited"
+        ]),
+    );
+    c.insert("command".into(), json!(["/bin/sh"]));
+    c.insert("image".into(), json!(init_image(r)));
+    pull_policy(r, &mut c);
+    c.insert("resources".into(), resources_of(r)?);
+    c.insert(
+        "securityContext".into(),
+        json!({
+            "allowPrivilegeEscalation": true,
+            "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]},
+            "privileged": true,
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": 0,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        }),
+    );
+    Ok(Some(Value::Object(c)))
+}
+
+fn env_list(pairs: &[(String, String)]) -> Value {
+    Value::Array(
+        pairs
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect(),
+    )
+}
+
+fn field_env(name: &str, path: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+}
+
+fn resource_env(name: &str, resource: &str) -> Value {
+    json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
+}
+
+fn value_env(name: &str, value: impl Into<String>) -> Value {
+    json!({"name": name, "value": value.into()})
+}
+
+/// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per line, in Go's
+/// `ContainerPort` field order, laid out as the template's whitespace makes them.
+fn pod_ports(r: &Render) -> String {
+    let mut out = String::from("[");
+    let mut first = true;
+    let containers = r
+        .pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for c in &containers {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mut m = Map::new();
+            for (key, omit_zero) in [
+                ("name", true),
+                ("hostPort", true),
+                ("containerPort", false),
+                ("protocol", true),
+                ("hostIP", true),
+            ] {
+                match p.get(key) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) if s.is_empty() && omit_zero => {}
+                    Some(Value::Number(n)) if n.as_i64() == Some(0) && omit_zero => {}
+                    Some(v) => {
+                        m.insert(key.to_string(), v.clone());
+                    }
+                }
+            }
+            out.push_str("\n    ");
+            if !first {
+                out.push(',');
+            }
+            out.push_str(&go_json(&Value::Object(m)));
+            first = false;
+        }
+    }
+    out.push_str("\n]");
+    out
+}
+
+/// JSON as Go's `encoding/json` writes it (HTML characters escaped).
+pub fn go_json(v: &Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// The `istio-proxy` env, in template order.
+fn proxy_env(r: &Render) -> Vec<Value> {
+    let v = r.values;
+    let mut env = Vec::new();
+    if str_at(r.mesh, &["inboundTrafficPolicy", "mode"]) == Some("LOCALHOST") {
+        env.push(value_env(
+            "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION",
+            "true",
+        ));
+    }
+    env.push(value_env(
+        "PILOT_CERT_PROVIDER",
+        text_at(v, &["global", "pilotCertProvider"]),
+    ));
+    let ca_addr = match text_at(v, &["global", "caAddress"]) {
+        s if !s.is_empty() => s,
+        _ => {
+            let rev = text_at(v, &["revision"]);
+            let suffix = if rev.is_empty() {
+                String::new()
+            } else {
+                format!("-{rev}")
+            };
+            format!(
+                "istiod{suffix}.{}.svc:15012",
+                text_at(v, &["global", "istioNamespace"])
+            )
+        }
+    };
+    env.push(value_env("CA_ADDR", ca_addr));
+    env.push(field_env("POD_NAME", "metadata.name"));
+    env.push(field_env("POD_NAMESPACE", "metadata.namespace"));
+    env.push(field_env("INSTANCE_IP", "status.podIP"));
+    env.push(field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"));
+    env.push(field_env("HOST_IP", "status.hostIP"));
+    env.push(resource_env("ISTIO_CPU_LIMIT", "limits.cpu"));
+    env.push(value_env("PROXY_CONFIG", proxy_config_env(r.pc())));
+    env.push(value_env("ISTIO_META_POD_PORTS", pod_ports(r)));
+    env.push(value_env(
+        "ISTIO_META_APP_CONTAINERS",
+        r.app_containers().join(","),
+    ));
+    env.push(resource_env("GOMEMLIMIT", "limits.memory"));
+    let cluster = match text_at(v, &["global", "multiCluster", "clusterName"]) {
+        s if s.is_empty() => "Kubernetes".to_string(),
+        s => s,
+    };
+    env.push(value_env("ISTIO_META_CLUSTER_ID", cluster));
+    env.push(field_env("ISTIO_META_NODE_NAME", "spec.nodeName"));
+    env.push(value_env(
+        "ISTIO_META_INTERCEPTION_MODE",
+        r.interception_mode(),
+    ));
+    let network = text_at(v, &["global", "network"]);
+    if !network.is_empty() {
+        env.push(value_env("ISTIO_META_NETWORK", network));
+    }
+    if !r.workload.name.is_empty() {
+        env.push(value_env(
+            "ISTIO_META_WORKLOAD_NAME",
+            r.workload.name.clone(),
+        ));
+    }
+    if let Some(owner) = r.workload.owner() {
+        env.push(value_env("ISTIO_META_OWNER", owner));
+    }
+    if r.has(BOOTSTRAP_OVERRIDE) {
+        env.push(value_env(
+            "ISTIO_BOOTSTRAP_OVERRIDE",
+            "/etc/istio/custom-bootstrap/custom_bootstrap.json",
+        ));
+    }
+    let trust_domain = match str_at(r.mesh, &["trustDomain"]).filter(|s| !s.is_empty()) {
+        Some(t) => t.to_string(),
+        None => text_at(v, &["global", "trustDomain"]),
+    };
+    let mesh_id = match text_at(v, &["global", "meshID"]) {
+        s if !s.is_empty() => s,
+        _ => trust_domain.clone(),
+    };
+    if !mesh_id.is_empty() {
+        env.push(value_env("ISTIO_META_MESH_ID", mesh_id));
+    }
+    if !trust_domain.is_empty() {
+        env.push(value_env("TRUST_DOMAIN", trust_domain));
+    }
+    for (k, val) in proxy_metadata(r.pc()) {
+        env.push(value_env(&k, val));
+    }
+    env
+}
+
+fn proxy_args(r: &Render) -> Vec<String> {
+    let v = r.values;
+    let mut args = vec![
+        "proxy".to_string(),
+        "sidecar".into(),
+        "--domain".into(),
+        format!(
+            "$(POD_NAMESPACE).svc.{}",
+            text_at(v, &["global", "proxy", "clusterDomain"])
+        ),
+        format!(
+            "--proxyLogLevel={}",
+            r.ann_or_value(LOG_LEVEL, &["global", "proxy", "logLevel"])
+        ),
+        format!(
+            "--proxyComponentLogLevel={}",
+            r.ann_or_value(
+                COMPONENT_LOG_LEVEL,
+                &["global", "proxy", "componentLogLevel"]
+            )
+        ),
+        format!(
+            "--log_output_level={}",
+            r.ann_or_value(AGENT_LOG_LEVEL, &["global", "logging", "level"])
+        ),
+    ];
+    if truthy_at(v, &["global", "sts", "servicePort"]) {
+        args.push(format!(
+            "--stsPort={}",
+            text_at(v, &["global", "sts", "servicePort"])
+        ));
+    }
+    if truthy_at(v, &["global", "logAsJson"]) {
+        args.push("--log_as_json".into());
+    }
+    args
+}
+
+/// A probe integer from an annotation or helm value (validated earlier; bad text becomes 0).
+fn probe_int(r: &Render, annotation: &str, key: &str) -> i64 {
+    let text = r.ann_or_value(annotation, &["global", "proxy", key]);
+    text.trim().parse().unwrap_or(0)
+}
+
+fn lifecycle(r: &Render) -> Option<Value> {
+    if let Some(l) = at(r.values, &["global", "proxy", "lifecycle"]).filter(|l| truthy(l)) {
+        return Some(l.clone());
+    }
+    if r.native {
+        return Some(json!({"preStop": {"exec": {"command": [
+            "pilot-agent", "request", format!("--debug-port={}", r.status_port()), "POST", "drain"
+        ]}}}));
+    }
+    if r.hold_application() {
+        return Some(json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}));
+    }
+    None
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
+
+fn proxy_security_context(r: &Render) -> Value {
+    let privileged = truthy_at(r.values, &["global", "proxy", "privileged"]);
+    let read_only = !super::containers::core_dump_enabled(r);
+    let tproxy = r.interception_mode() == "TPROXY";
+    let bind = r.ann(
+        CAP_NET_BIND_SERVICE,
+        &text_at(r.values, &["global", "proxy", "capNetBindService"]),
+    ) == "true";
+    let trace = r
+        .pc()
+        .pointer("/proxyMetadata/IPTABLES_TRACE_LOGGING")
+        .and_then(Value::as_str)
+        == Some("true");
+    if trace {
+        return json!({
+            "allowPrivilegeEscalation": true,
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+            "privileged": true,
+            "readOnlyRootFilesystem": read_only,
+            "runAsGroup": 1337,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        });
+    }
+    let mut caps = Map::new();
+    let mut add = Vec::new();
+    if tproxy {
+        add.push("NET_ADMIN");
+    }
+    if bind {
+        add.push("NET_BIND_SERVICE");
+    }
+    if !add.is_empty() {
+        caps.insert("add".into(), json!(add));
+    }
+    caps.insert("drop".into(), json!(["ALL"]));
+    let root = tproxy || bind;
+    json!({
+        "allowPrivilegeEscalation": privileged,
+        "capabilities": caps,
+        "privileged": privileged,
+        "readOnlyRootFilesystem": read_only,
+        "runAsGroup": 1337,
+        "runAsNonRoot": !root,
+        "runAsUser": if root { 0 } else { 1337 },
+    })
+}
+
+/// `istio-proxy`.
+pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
+    let mut c = Map::new();
+    c.insert("name".into(), json!("istio-proxy"));
+    c.insert("image".into(), json!(proxy_image(r)));
+    c.insert(
+        "ports".into(),
+        json!([{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}]),
+    );
+    c.insert("args".into(), json!(proxy_args(r)));
+    if let Some(l) = lifecycle(r) {
+        c.insert("lifecycle".into(), l);
+    }
+    c.insert("env".into(), Value::Array(proxy_env(r)));
+    pull_policy(r, &mut c);
+    if r.status_port() != "0" {
+        c.insert(
+            "readinessProbe".into(),
+            json!({
+                "httpGet": {"path": "/healthz/ready", "port": 15021},
+                "initialDelaySeconds": probe_int(r, READINESS_INITIAL_DELAY, "readinessInitialDelaySeconds"),
+                "periodSeconds": probe_int(r, READINESS_PERIOD, "readinessPeriodSeconds"),
+                "timeoutSeconds": 3,
+                "failureThreshold": probe_int(r, READINESS_FAILURE_THRESHOLD, "readinessFailureThreshold"),
+            }),
+        );
+        if truthy_at(r.values, &["global", "proxy", "startupProbe", "enabled"]) {
+            let threshold = at(
+                r.values,
+                &["global", "proxy", "startupProbe", "failureThreshold"],
+            )
+            .and_then(Value::as_i64)
+            .unwrap_or(600);
+            c.insert(
+                "startupProbe".into(),
+                json!({
+                    "httpGet": {"path": "/healthz/ready", "port": 15021},
+                    "initialDelaySeconds": 0,
+                    "periodSeconds": 1,
+                    "timeoutSeconds": 3,
+                    "failureThreshold": threshold,
+                }),
+            );
+        }
+    }
+    c.insert("securityContext".into(), proxy_security_context(r));
+    if r.native {
+        c.insert("restartPolicy".into(), json!("Always"));
+    }
+    c.insert("resources".into(), resources_of(r)?);
+    c.insert(
+        "volumeMounts".into(),
+        Value::Array(volumes::proxy_mounts(r)?),
+    );
+    Ok(Value::Object(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_json_escapes_html() {
+        assert_eq!(
+            go_json(&json!({"a": "<&>"})),
+            r#"{"a":"\u003c\u0026\u003e"}"#
+        );
+    }
+}

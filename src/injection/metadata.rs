@@ -1,0 +1,312 @@
+//! Pod metadata written by injection: the template's labels and annotations, the prometheus
+//! "metrics merge" rewrite, and the `sidecar.istio.io/status` record of what was injected.
+
+use serde_json::{json, Map, Value};
+
+use super::annotations::PROMETHEUS_MERGE_METRICS;
+use super::proxy_config::ordered_json;
+use super::template::Render;
+use super::traffic;
+use super::values::str_at;
+
+pub const REV: &str = "istio.io/rev";
+pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+pub const DEFAULT_LOGS_CONTAINER: &str = "kubectl.kubernetes.io/default-logs-container";
+const TLS_MODE: &str = "security.istio.io/tlsMode";
+const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
+const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
+const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const PROMETHEUS_ENV: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
+
+/// Longest label value Kubernetes accepts.
+const MAX_LABEL: usize = 63;
+
+/// A label value cut to 63 characters, without trailing separators.
+fn label_value(s: &str) -> String {
+    let cut: String = s.chars().take(MAX_LABEL).collect();
+    cut.trim_end_matches(['-', '_', '.']).to_string()
+}
+
+/// The first non-empty label among `keys`.
+fn first_label(labels: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter()
+        .filter_map(|k| labels.get(*k).and_then(Value::as_str))
+        .find(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// `security.istio.io/tlsMode` and the canonical service labels.
+pub fn template_labels(r: &Render) -> Value {
+    let l = r.labels;
+    let tls = first_label(l, &[TLS_MODE]).unwrap_or_else(|| "istio".into());
+    let name = first_label(l, &[CANONICAL_NAME, "app.kubernetes.io/name", "app"])
+        .unwrap_or_else(|| r.workload.name.clone());
+    let revision = first_label(
+        l,
+        &[CANONICAL_REVISION, "app.kubernetes.io/version", "version"],
+    )
+    .unwrap_or_else(|| "latest".into());
+    json!({
+        TLS_MODE: tls,
+        CANONICAL_NAME: label_value(&name),
+        CANONICAL_REVISION: label_value(&revision),
+    })
+}
+
+/// Go's `appendMultusNetwork`: add `istio-cni` to the pod's multus networks.
+fn append_multus_network(existing: &str) -> String {
+    const NET: &str = "istio-cni";
+    if existing.is_empty() {
+        return NET.into();
+    }
+    if let Some(i) = existing.rfind(']') {
+        let parsed: Option<Vec<Value>> = serde_json::from_str(existing).ok();
+        return match parsed {
+            None => existing.into(),
+            Some(nets) if nets.iter().any(|n| n.get("name") == Some(&json!(NET))) => {
+                existing.into()
+            }
+            Some(_) => format!(
+                "{}, {{\"name\": \"{NET}\"}}{}",
+                &existing[..i],
+                &existing[i..]
+            ),
+        };
+    }
+    if existing.split(',').any(|n| n.trim() == NET) {
+        return existing.into();
+    }
+    format!("{existing}, {NET}")
+}
+
+/// The template's annotations: revision, default containers and, with CNI, the capture settings.
+pub fn template_annotations(r: &Render) -> Value {
+    let mut a = Map::new();
+    a.insert(REV.into(), json!(r.revision));
+    if let Some(first) = r.app_containers().first() {
+        for key in [DEFAULT_LOGS_CONTAINER, DEFAULT_CONTAINER] {
+            if !r.has(key) {
+                a.insert(key.into(), json!(first));
+            }
+        }
+    }
+    if r.cni() {
+        let provider = str_at(r.values, &["pilot", "cni", "provider"]).unwrap_or("default");
+        if provider == "multus" {
+            let existing = r.ann(MULTUS_NETWORKS, "");
+            a.insert(
+                MULTUS_NETWORKS.into(),
+                json!(append_multus_network(&existing)),
+            );
+        }
+        for (k, v) in traffic::cni_annotations(r.annotations, r.traffic) {
+            a.insert(k, json!(v));
+        }
+    }
+    Value::Object(a)
+}
+
+/// Prometheus' `SanitizeLabelName`: every character outside `[a-zA-Z0-9_]` becomes `_`.
+fn sanitize(k: &str) -> String {
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+const SCRAPE: &str = "prometheus_io_scrape";
+const PORT: &str = "prometheus_io_port";
+const PATH: &str = "prometheus_io_path";
+const TARGETS: &str = "prometheus_istio_io_scrape_targets";
+
+fn annotation_by_sanitized<'a>(ann: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    ann.iter()
+        .find(|(k, _)| sanitize(k) == key)
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// The pod's prometheus port annotation, in any spelling.
+pub fn prometheus_port(ann: &Map<String, Value>) -> Option<String> {
+    annotation_by_sanitized(ann, PORT).map(str::to_string)
+}
+
+/// Remove every spelling of the prometheus scrape annotations.
+pub fn clear_prometheus(ann: &mut Map<String, Value>) {
+    ann.retain(|k, _| !matches!(sanitize(k).as_str(), SCRAPE | PORT | PATH | TARGETS));
+}
+
+/// Metrics merge: move the app's scrape settings into `ISTIO_PROMETHEUS_ANNOTATIONS` on the proxy
+/// and point the scrape annotations at the agent (`applyPrometheusMerge`).
+pub fn apply_prometheus_merge(
+    ann: &mut Map<String, Value>,
+    proxy: Option<&mut Value>,
+    mesh: &Value,
+    status_port: &str,
+) {
+    let scrape_ok = annotation_by_sanitized(ann, SCRAPE)
+        .and_then(super::annotations::parse_go_bool)
+        .unwrap_or(true);
+    let merge_on = ann
+        .get(PROMETHEUS_MERGE_METRICS)
+        .and_then(Value::as_str)
+        .and_then(super::annotations::parse_go_bool)
+        .unwrap_or_else(|| {
+            mesh.get("enablePrometheusMerge")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        });
+    if !scrape_ok || !merge_on {
+        return;
+    }
+    if prometheus_port(ann).as_deref() == Some(status_port) {
+        return;
+    }
+    let get = |k| annotation_by_sanitized(ann, k).unwrap_or("").to_string();
+    let (scrape, mut path, mut port) = (get(SCRAPE), get(PATH), get(PORT));
+    let targets: Vec<(String, String)> = get(TARGETS)
+        .split(',')
+        .filter_map(|t| {
+            let t = t.trim();
+            let (p, path) = t.split_once(':').unwrap_or((t, ""));
+            (!p.is_empty()).then(|| (p.trim().to_string(), path.trim().to_string()))
+        })
+        .collect();
+    if let Some((tp, tpath)) = targets.first() {
+        if port.is_empty() {
+            port = tp.clone();
+        }
+        if path.is_empty() {
+            path = tpath.clone();
+        }
+    }
+    if !(scrape.is_empty() && path.is_empty() && port.is_empty() && targets.is_empty()) {
+        // Go's `PrometheusScrapeConfiguration`: fields in declaration order, empty ones omitted.
+        let mut cfg: Vec<(String, Value)> = Vec::new();
+        for (k, v) in [("scrape", &scrape), ("path", &path), ("port", &port)] {
+            if !v.is_empty() {
+                cfg.push((k.into(), json!(v)));
+            }
+        }
+        if !targets.is_empty() {
+            let list: Vec<String> = targets
+                .iter()
+                .map(|(p, path)| {
+                    let mut t = vec![("port".to_string(), json!(p))];
+                    if !path.is_empty() {
+                        t.push(("path".into(), json!(path)));
+                    }
+                    ordered_json(&t)
+                })
+                .collect();
+            cfg.push(("targets".into(), Value::Null));
+            let text = ordered_json(&cfg).replace(
+                "\"targets\":null",
+                &format!("\"targets\":[{}]", list.join(",")),
+            );
+            push_env(proxy, &text);
+        } else {
+            push_env(proxy, &ordered_json(&cfg));
+        }
+    }
+    clear_prometheus(ann);
+    ann.insert("prometheus.io/port".into(), json!(status_port));
+    ann.insert("prometheus.io/path".into(), json!("/stats/prometheus"));
+    ann.insert("prometheus.io/scrape".into(), json!("true"));
+}
+
+fn push_env(proxy: Option<&mut Value>, value: &str) {
+    if let Some(env) = proxy
+        .and_then(|p| p.as_object_mut())
+        .map(|p| p.entry("env").or_insert_with(|| json!([])))
+        .and_then(Value::as_array_mut)
+    {
+        env.push(json!({"name": PROMETHEUS_ENV, "value": go_json_text(value)}));
+    }
+}
+
+/// Go escapes HTML characters in JSON strings.
+fn go_json_text(s: &str) -> String {
+    s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// Names of the `name`d items of `spec[field]` of the template pod, or null when none.
+fn names(template: &Value, field: &str) -> Value {
+    let list: Vec<Value> = template
+        .pointer(&format!("/spec/{field}"))
+        .and_then(Value::as_array)
+        .map(|l| l.iter().filter_map(|i| i.get("name").cloned()).collect())
+        .unwrap_or_default();
+    if list.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(list)
+    }
+}
+
+/// `sidecar.istio.io/status`: what the template injected, so that it can be stripped again.
+pub fn status_annotation(template: &Value, revision: &str) -> String {
+    let rev = if revision.is_empty() {
+        "default"
+    } else {
+        revision
+    };
+    format!(
+        "{{\"initContainers\":{},\"containers\":{},\"volumes\":{},\"imagePullSecrets\":{},\"revision\":{}}}",
+        names(template, "initContainers"),
+        names(template, "containers"),
+        names(template, "volumes"),
+        names(template, "imagePullSecrets"),
+        json!(rev)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_truncated() {
+        let long = "a".repeat(70);
+        assert_eq!(label_value(&long).len(), 63);
+        assert_eq!(label_value("abc-"), "abc");
+    }
+
+    #[test]
+    fn merge_moves_scrape_settings_to_the_proxy() {
+        let mut ann = Map::new();
+        ann.insert("prometheus.io/scrape".into(), json!("true"));
+        ann.insert("prometheus.io/port".into(), json!("9090"));
+        let mut proxy = json!({"name": "istio-proxy", "env": []});
+        apply_prometheus_merge(&mut ann, Some(&mut proxy), &json!({}), "15020");
+        assert_eq!(ann["prometheus.io/port"], "15020");
+        assert_eq!(
+            proxy["env"][0]["value"],
+            r#"{"scrape":"true","port":"9090"}"#
+        );
+    }
+
+    #[test]
+    fn scrape_false_disables_merge() {
+        let mut ann = Map::new();
+        ann.insert("prometheus.io.scrape".into(), json!("false"));
+        apply_prometheus_merge(&mut ann, None, &json!({}), "15020");
+        assert_eq!(ann.len(), 1);
+    }
+
+    #[test]
+    fn multus_network_is_appended_once() {
+        assert_eq!(append_multus_network(""), "istio-cni");
+        assert_eq!(append_multus_network("a, istio-cni"), "a, istio-cni");
+        assert_eq!(
+            append_multus_network(r#"[{"name": "a"}]"#),
+            r#"[{"name": "a"}, {"name": "istio-cni"}]"#
+        );
+    }
+}

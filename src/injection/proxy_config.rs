@@ -1,0 +1,250 @@
+//! The pod's effective ProxyConfig (mesh `defaultConfig` with the `proxy.istio.io/config`
+//! annotation merged over it) and the `PROXY_CONFIG` env value: protojson of the fields that
+//! differ from Istio's `DefaultProxyConfig()`, as the template's `protoToJSON` prints them.
+
+use serde_json::{Map, Value};
+
+use super::annotations::PROXY_CONFIG;
+use super::values::merge;
+use super::InjectError;
+
+/// ProxyConfig fields in the order protojson writes them (declaration order of `proxy.proto`).
+const FIELD_ORDER: &[&str] = &[
+    "configPath",
+    "binaryPath",
+    "serviceCluster",
+    "tracingServiceName",
+    "drainDuration",
+    "parentShutdownDuration",
+    "discoveryAddress",
+    "statsdUdpAddress",
+    "proxyAdminPort",
+    "controlPlaneAuthPolicy",
+    "customConfigFile",
+    "statNameLength",
+    "concurrency",
+    "proxyBootstrapTemplatePath",
+    "interceptionMode",
+    "tracing",
+    "envoyAccessLogService",
+    "envoyMetricsService",
+    "proxyMetadata",
+    "runtimeValues",
+    "statusPort",
+    "extraStatTags",
+    "gatewayTopology",
+    "terminationDrainDuration",
+    "meshId",
+    "readinessProbe",
+    "proxyStatsMatcher",
+    "holdApplicationUntilProxyStarts",
+    "caCertificatesPem",
+    "image",
+    "privateKeyProvider",
+    "proxyHeaders",
+    "fileFlushInterval",
+    "fileFlushMinSizeKb",
+];
+
+/// Fields `cleanProxyConfig` drops when they equal `DefaultProxyConfig()`.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("configPath", "./etc/istio/proxy"),
+    ("binaryPath", "/usr/local/bin/envoy"),
+    ("serviceCluster", "istio-proxy"),
+    ("drainDuration", "45s"),
+    ("terminationDrainDuration", "5s"),
+    ("discoveryAddress", "istiod.istio-system.svc:15012"),
+    ("controlPlaneAuthPolicy", "MUTUAL_TLS"),
+    ("proxyAdminPort", "15000"),
+    ("statNameLength", "189"),
+    ("statusPort", "15020"),
+];
+
+/// Enum fields whose zero value protojson leaves out.
+const ENUM_ZERO: &[(&str, &str)] = &[
+    ("interceptionMode", "REDIRECT"),
+    ("controlPlaneAuthPolicy", "NONE"),
+];
+
+/// Parse the `proxy.istio.io/config` annotation (YAML or JSON) into a map.
+fn parse_annotation(text: &str) -> Result<Value, InjectError> {
+    let bad = |e: String| {
+        InjectError(format!(
+            "invalid value '{text}' for annotation '{PROXY_CONFIG}': {e}"
+        ))
+    };
+    let v: Value = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    match v {
+        Value::Object(_) => Ok(v),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(bad("ProxyConfig must be a map".into())),
+    }
+}
+
+/// The mesh config with the pod's `proxy.istio.io/config` applied to `defaultConfig`
+/// (`mesh.ApplyProxyConfig`: fields replace, `proxyMetadata` entries merge).
+pub fn apply_pod_proxy_config(
+    mesh: &Value,
+    annotations: &Map<String, Value>,
+) -> Result<Value, InjectError> {
+    let mut out = mesh.clone();
+    let Some(text) = annotations.get(PROXY_CONFIG).and_then(Value::as_str) else {
+        return Ok(out);
+    };
+    let overlay = parse_annotation(text)?;
+    let base = out
+        .as_object_mut()
+        .map(|m| {
+            m.entry("defaultConfig")
+                .or_insert_with(|| Value::Object(Map::new()))
+        })
+        .ok_or_else(|| InjectError("meshConfig is not a map".into()))?;
+    if let (Some(b), Some(o)) = (base.as_object_mut(), overlay.as_object()) {
+        for (k, v) in o {
+            if k == "proxyMetadata" {
+                let entry = b
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                merge(entry, v);
+            } else {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The effective ProxyConfig of a mesh config (its `defaultConfig`).
+pub fn proxy_config(mesh: &Value) -> &Value {
+    static EMPTY: Value = Value::Null;
+    mesh.get("defaultConfig").unwrap_or(&EMPTY)
+}
+
+/// Text of a scalar for default comparisons.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether protojson would leave this field out (proto3 zero value).
+fn is_zero(key: &str, v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty() || ENUM_ZERO.iter().any(|(k, z)| *k == key && z == s),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        // Plain bools are zero when false; wrapper messages (holdApplicationUntilProxyStarts)
+        // are printed whenever set, but are indistinguishable here, so keep explicit values.
+        Value::Bool(_) => false,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => key == "proxyMetadata" && o.is_empty(),
+    }
+}
+
+/// `PROXY_CONFIG`: compact JSON of the non-default fields, newline-terminated like the template.
+pub fn proxy_config_env(pc: &Value) -> String {
+    let Some(obj) = pc.as_object() else {
+        return "{}\n".into();
+    };
+    let keep = |k: &str, v: &Value| {
+        let default = DEFAULTS.iter().find(|(d, _)| *d == k).map(|(_, v)| *v);
+        !is_zero(k, v) && !(default.is_some() && scalar(v).as_deref() == default)
+    };
+    let mut fields: Vec<(String, Value)> = Vec::new();
+    for key in FIELD_ORDER {
+        if let Some(v) = obj.get(*key).filter(|v| keep(key, v)) {
+            fields.push(((*key).to_string(), v.clone()));
+        }
+    }
+    // serde_json maps iterate in key order, which is protojson's order for map entries and
+    // for the fields this list does not know.
+    for (k, v) in obj {
+        if !FIELD_ORDER.contains(&k.as_str()) && keep(k, v) {
+            fields.push((k.clone(), v.clone()));
+        }
+    }
+    format!("{}\n", ordered_json(&fields))
+}
+
+/// A JSON object with its fields in the given order.
+pub fn ordered_json(fields: &[(String, Value)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// `holdApplicationUntilProxyStarts` of the effective ProxyConfig.
+pub fn hold_application(pc: &Value) -> bool {
+    match pc.get("holdApplicationUntilProxyStarts") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Object(o)) => o.get("value").and_then(Value::as_bool).unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// `proxyMetadata` entries in key order (the template ranges over a Go map).
+pub fn proxy_metadata(pc: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pc
+        .get("proxyMetadata")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), super::traffic::go_sprint(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_print_as_empty_object() {
+        let pc = json!({"discoveryAddress": "istiod.istio-system.svc:15012", "statusPort": 15020, "interceptionMode": "REDIRECT"});
+        assert_eq!(proxy_config_env(&pc), "{}\n");
+    }
+
+    #[test]
+    fn non_defaults_print_in_proto_order() {
+        let pc = json!({"holdApplicationUntilProxyStarts": true, "interceptionMode": "TPROXY",
+            "discoveryAddress": "istiod-canary.istio-system.svc:15012", "tracing": {}});
+        assert_eq!(
+            proxy_config_env(&pc),
+            "{\"discoveryAddress\":\"istiod-canary.istio-system.svc:15012\",\"interceptionMode\":\"TPROXY\",\"tracing\":{},\"holdApplicationUntilProxyStarts\":true}\n"
+        );
+    }
+
+    #[test]
+    fn annotation_is_merged_over_mesh_default() {
+        let mesh = json!({"defaultConfig": {"statusPort": 15020, "proxyMetadata": {"A": "1"}}});
+        let mut ann = Map::new();
+        ann.insert(
+            PROXY_CONFIG.into(),
+            json!("holdApplicationUntilProxyStarts: true\nproxyMetadata:\n  B: \"2\"\n"),
+        );
+        let m = apply_pod_proxy_config(&mesh, &ann).unwrap();
+        let pc = proxy_config(&m);
+        assert!(hold_application(pc));
+        assert_eq!(
+            proxy_metadata(pc),
+            vec![("A".into(), "1".into()), ("B".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn bad_annotation_names_it() {
+        let mut ann = Map::new();
+        ann.insert(PROXY_CONFIG.into(), json!("[1, 2"));
+        let err = apply_pod_proxy_config(&json!({}), &ann).unwrap_err();
+        assert!(err.0.contains(PROXY_CONFIG), "{err}");
+    }
+}

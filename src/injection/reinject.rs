@@ -1,0 +1,106 @@
+//! Re-injection: strip what a previous injection added (per its `sidecar.istio.io/status`),
+//! so that injecting an injected pod renders the same template again (`stripPod`), and put
+//! back user overrides recorded in `proxy.istio.io/overrides` (`reinsertOverrides`).
+
+use serde_json::{Map, Value};
+
+use super::annotations::SIDECAR_STATUS;
+use super::{metadata, overrides, InjectError};
+
+/// The previous injection's record, when the pod carries a parseable one.
+pub fn previous_status(pod: &Value) -> Option<Value> {
+    let text = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SIDECAR_STATUS))
+        .and_then(Value::as_str)?;
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(Value::is_object)
+}
+
+fn remove_named(pod: &mut Value, list: &str, names: &[String]) {
+    if let Some(items) = pod
+        .pointer_mut(&format!("/spec/{list}"))
+        .and_then(Value::as_array_mut)
+    {
+        items.retain(|c| {
+            c.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|n| !names.iter().any(|x| x == n))
+        });
+    }
+}
+
+fn status_names(status: &Value, key: &str) -> Vec<String> {
+    status
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pod as the template should see it. `status_port` is the mesh's proxy status port:
+/// prometheus annotations pointing at it were written by the previous injection.
+pub fn template_view(pod: &Value, status_port: &str) -> Result<Value, InjectError> {
+    let mut out = pod.clone();
+    if let Some(status) = previous_status(pod) {
+        remove_named(&mut out, "containers", &status_names(&status, "containers"));
+        remove_named(
+            &mut out,
+            "initContainers",
+            &status_names(&status, "initContainers"),
+        );
+        if let Some(ann) = out
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            if metadata::prometheus_port(ann).as_deref() == Some(status_port) {
+                metadata::clear_prometheus(ann);
+            }
+            ann.remove(SIDECAR_STATUS);
+        }
+    }
+    overrides::reinsert_overrides(&mut out)?;
+    Ok(out)
+}
+
+/// `metadata.<field>` of a pod as a map (empty when absent).
+pub fn meta_map(pod: &Value, field: &str) -> Map<String, Value> {
+    pod.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strips_injected_containers_and_scrape_annotations() {
+        let pod = json!({
+            "metadata": {"annotations": {
+                SIDECAR_STATUS: r#"{"initContainers":["istio-init"],"containers":["istio-proxy"]}"#,
+                "prometheus.io/port": "15020", "prometheus.io/scrape": "true", "keep": "x"}},
+            "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}],
+                     "initContainers": [{"name": "istio-init"}, {"name": "user-init"}]}
+        });
+        let v = template_view(&pod, "15020").unwrap();
+        assert_eq!(v["spec"]["containers"], json!([{"name": "app"}]));
+        assert_eq!(v["spec"]["initContainers"], json!([{"name": "user-init"}]));
+        assert_eq!(v["metadata"]["annotations"], json!({"keep": "x"}));
+    }
+
+    #[test]
+    fn pod_without_status_is_unchanged() {
+        let pod = json!({"metadata": {"annotations": {"prometheus.io/port": "15020"}},
+            "spec": {"containers": [{"name": "istio-proxy"}]}});
+        assert_eq!(template_view(&pod, "15020").unwrap(), pod);
+    }
+}

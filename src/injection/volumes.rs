@@ -1,0 +1,133 @@
+//! The template's volumes and `istio-proxy`'s volume mounts, including the user volumes of
+//! `sidecar.istio.io/userVolume` / `userVolumeMount`.
+
+use serde_json::{json, Map, Value};
+
+use super::template::Render;
+use super::values::{str_at, truthy_at};
+use super::InjectError;
+
+const USER_VOLUME: &str = "sidecar.istio.io/userVolume";
+const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
+const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
+
+fn gke_certs(r: &Render) -> bool {
+    str_at(r.values, &["global", "caName"]) == Some("GkeWorkloadCertificate")
+}
+
+fn istiod_certs(r: &Render) -> bool {
+    str_at(r.values, &["global", "pilotCertProvider"]) == Some("istiod")
+}
+
+/// Entries of a JSON-map annotation (`{"<name>": {...}}`), by name, as `{"name": <name>, ...}`.
+fn named_entries(r: &Render, annotation: &str) -> Result<Vec<Value>, InjectError> {
+    let Some(text) = r.annotations.get(annotation) else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: &str| {
+        InjectError(format!(
+            "invalid value '{}' for annotation '{annotation}': {why}",
+            super::traffic::go_sprint(text)
+        ))
+    };
+    let parsed: Value = text
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| bad("not valid JSON"))?;
+    let map = parsed
+        .as_object()
+        .ok_or_else(|| bad("must be a JSON map of names to definitions"))?;
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut entry = Map::new();
+            entry.insert("name".into(), json!(name));
+            match map.get(name) {
+                Some(Value::Object(fields)) => {
+                    for (k, v) in fields {
+                        entry.insert(k.clone(), v.clone());
+                    }
+                }
+                _ => return Err(bad(&format!("the definition of '{name}' must be a map"))),
+            }
+            Ok(Value::Object(entry))
+        })
+        .collect()
+}
+
+/// `istio-proxy`'s volume mounts, in template order.
+pub fn proxy_mounts(r: &Render) -> Result<Vec<Value>, InjectError> {
+    let mount = |name: &str, path: &str| json!({"name": name, "mountPath": path});
+    let mut m = vec![
+        mount("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+        mount("credential-socket", "/var/run/secrets/credential-uds"),
+    ];
+    if gke_certs(r) {
+        m.push(json!({"name": "gke-workload-certificate",
+            "mountPath": "/var/run/secrets/workload-spiffe-credentials", "readOnly": true}));
+    } else {
+        m.push(mount(
+            "workload-certs",
+            "/var/run/secrets/workload-spiffe-credentials",
+        ));
+    }
+    if istiod_certs(r) {
+        m.push(mount("istiod-ca-cert", "/var/run/secrets/istio"));
+        m.push(mount("istio-ca-crl", "/var/run/secrets/istio/crl"));
+    }
+    m.push(mount("istio-data", "/var/lib/istio/data"));
+    if r.has(BOOTSTRAP_OVERRIDE) {
+        m.push(mount(
+            "custom-bootstrap-volume",
+            "/etc/istio/custom-bootstrap",
+        ));
+    }
+    m.push(mount("istio-envoy", "/etc/istio/proxy"));
+    m.push(mount("istio-token", "/var/run/secrets/tokens"));
+    if truthy_at(r.values, &["global", "mountMtlsCerts"]) {
+        m.push(json!({"name": "istio-certs", "mountPath": "/etc/certs/", "readOnly": true}));
+    }
+    m.push(mount("istio-podinfo", "/etc/istio/pod"));
+    m.extend(named_entries(r, USER_VOLUME_MOUNT)?);
+    Ok(m)
+}
+
+/// The template's volumes, in template order.
+pub fn volumes(r: &Render) -> Result<Vec<Value>, InjectError> {
+    let empty = |name: &str| json!({"name": name, "emptyDir": {}});
+    let mut v = vec![empty("workload-socket"), empty("credential-socket")];
+    if gke_certs(r) {
+        v.push(json!({"name": "gke-workload-certificate",
+            "csi": {"driver": "workloadcertificates.security.cloud.google.com"}}));
+    } else {
+        v.push(empty("workload-certs"));
+    }
+    if let Some(cm) = r.annotations.get(BOOTSTRAP_OVERRIDE) {
+        v.push(json!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
+    }
+    v.push(json!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}));
+    v.push(empty("istio-data"));
+    v.push(json!({"name": "istio-podinfo", "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+    ]}}));
+    let audience = str_at(r.values, &["global", "sds", "token", "aud"]).unwrap_or("istio-ca");
+    v.push(
+        json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+        "path": "istio-token", "expirationSeconds": 43200, "audience": audience}}]}}),
+    );
+    if istiod_certs(r) {
+        v.push(json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}));
+        v.push(json!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
+    }
+    if truthy_at(r.values, &["global", "mountMtlsCerts"]) {
+        let sa = str_at(r.pod, &["spec", "serviceAccountName"])
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        v.push(json!({"name": "istio-certs", "secret": {"optional": true, "secretName": format!("istio.{sa}")}}));
+    }
+    v.extend(named_entries(r, USER_VOLUME)?);
+    Ok(v)
+}
