@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use super::annotations::{
     AGENT_LOG_LEVEL, READINESS_FAILURE_THRESHOLD, READINESS_INITIAL_DELAY, READINESS_PERIOD,
 };
-use super::proxy_config::{proxy_config_env, proxy_metadata};
+use super::proxy_config::{ordered_json, proxy_config_env, proxy_metadata};
 use super::template::Render;
 use super::values::{at, str_at, text_at, truthy_at};
 use super::{resources, traffic, volumes, InjectError};
@@ -196,7 +196,7 @@ fn pod_ports(r: &Render) -> String {
             .into_iter()
             .flatten()
         {
-            let mut m = Map::new();
+            let mut m: Vec<(String, Value)> = Vec::new();
             for (key, omit_zero) in [
                 ("name", true),
                 ("hostPort", true),
@@ -208,16 +208,14 @@ fn pod_ports(r: &Render) -> String {
                     None | Some(Value::Null) => {}
                     Some(Value::String(s)) if s.is_empty() && omit_zero => {}
                     Some(Value::Number(n)) if n.as_i64() == Some(0) && omit_zero => {}
-                    Some(v) => {
-                        m.insert(key.to_string(), v.clone());
-                    }
+                    Some(v) => m.push((key.to_string(), v.clone())),
                 }
             }
             out.push_str("\n    ");
             if !first {
                 out.push(',');
             }
-            out.push_str(&go_json(&Value::Object(m)));
+            out.push_str(&go_json_text(&ordered_json(&m)));
             first = false;
         }
     }
@@ -227,8 +225,12 @@ fn pod_ports(r: &Render) -> String {
 
 /// JSON as Go's `encoding/json` writes it (HTML characters escaped).
 pub fn go_json(v: &Value) -> String {
-    v.to_string()
-        .replace('<', "\\u003c")
+    go_json_text(&v.to_string())
+}
+
+/// Go escapes HTML characters in JSON text.
+pub fn go_json_text(s: &str) -> String {
+    s.replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
 }

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::annotations::PROMETHEUS_MERGE_METRICS;
+use super::containers::go_json_text;
 use super::proxy_config::ordered_json;
 use super::template::Render;
 use super::traffic;
@@ -227,13 +228,6 @@ fn push_env(proxy: Option<&mut Value>, value: &str) {
     {
         env.push(json!({"name": PROMETHEUS_ENV, "value": go_json_text(value)}));
     }
-}
-
-/// Go escapes HTML characters in JSON strings.
-fn go_json_text(s: &str) -> String {
-    s.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
 }
 
 /// Names of the `name`d items of `spec[field]` of the template pod, or null when none.
