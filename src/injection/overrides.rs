@@ -631,14 +631,20 @@ pub fn reapply_overrides(
             .map_or(&[][..], Vec::as_slice);
         let mut applied = Vec::new();
         for name in names(template_list) {
-            if injected.iter().any(|n| n == name) {
-                continue;
-            }
             let from_annotation = existing
                 .get(list)
                 .and_then(Value::as_array)
                 .and_then(|l| find(l, name));
-            let from_pod = if list == "containers" {
+            // Re-injection: the injected container is re-rendered, but overrides recorded in
+            // the annotation are applied again so that re-injection is idempotent (Istio
+            // skips them and loses the user's customisation).
+            let injected_before = injected.iter().any(|n| n == name);
+            if injected_before && from_annotation.is_none() {
+                continue;
+            }
+            let from_pod = if injected_before {
+                None
+            } else if list == "containers" {
                 find(containers(original, "containers"), name)
             } else {
                 find(containers(original, "containers"), name)
