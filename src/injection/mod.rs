@@ -49,8 +49,6 @@ const PROXY: &str = "istio-proxy";
 const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
 const NETWORK_LABEL: &str = "topology.istio.io/network";
 const INIT_BEFORE_PROXY: &str = "sidecar.istio.io/init-containers-before-proxy";
-const REWRITE_PROBERS: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
-const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
 /// Return the injected pod. The input is never modified; fields the template does not own survive.
 pub fn inject(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
@@ -235,51 +233,9 @@ fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
 /// App probes redirected through the agent, their originals in `ISTIO_KUBE_APP_PROBERS`
 /// (merged with the ones a previous injection recorded).
 fn apply_probe_rewrite(pod: &mut Value, values: &Value, status_port: &str) {
-    let ann = meta_map(pod, "annotations");
-    let enabled = ann
-        .get(REWRITE_PROBERS)
-        .and_then(Value::as_str)
-        .and_then(annotations::parse_go_bool)
-        .unwrap_or_else(|| {
-            values::truthy_at(values, &["sidecarInjectorWebhook", "rewriteAppHTTPProbe"])
-        });
-    let previously_injected = ann.contains_key(SIDECAR_STATUS);
-    if sidecar_mut(pod).is_none() {
-        return;
-    }
+    let default = values::truthy_at(values, &["sidecarInjectorWebhook", "rewriteAppHTTPProbe"]);
     let port: u16 = status_port.parse().unwrap_or(15020);
-    let Some(spec) = pod.get_mut("spec") else {
-        return;
-    };
-    let Some(probers) = probes::rewrite_probes(spec, port, enabled) else {
-        return;
-    };
-    let Some(env) = sidecar_mut(pod)
-        .and_then(Value::as_object_mut)
-        .map(|c| c.entry("env").or_insert_with(|| json!([])))
-        .and_then(Value::as_array_mut)
-    else {
-        return;
-    };
-    if previously_injected {
-        if let Some(existing) = env.iter_mut().find(|e| is_named(e, APP_PROBERS_ENV)) {
-            let old: Option<Map<String, Value>> = existing
-                .get("value")
-                .and_then(Value::as_str)
-                .and_then(|s| serde_json::from_str(s).ok());
-            let new: Option<Map<String, Value>> = serde_json::from_str(&probers).ok();
-            if let (Some(old), Some(mut new)) = (old, new) {
-                for (k, v) in old {
-                    new.insert(k, v);
-                }
-                let sorted: std::collections::BTreeMap<_, _> = new.into_iter().collect();
-                let text = containers::go_json(&json!(sorted));
-                *existing = json!({"name": APP_PROBERS_ENV, "value": text});
-            }
-            return;
-        }
-    }
-    env.push(json!({"name": APP_PROBERS_ENV, "value": probers}));
+    probes::rewrite_probes(pod, port, default);
 }
 
 #[derive(Clone, Copy)]
