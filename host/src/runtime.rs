@@ -382,7 +382,8 @@ impl PolicyRuntime {
             .map_err(|e| anyhow!("protocol_version returned an unexpected answer: {e}"))
     }
 
-    /// The guest's `validate_settings`: `(valid, message)`.
+    /// The guest's `validate_settings`: `(valid, message)`. A guest failure counts as invalid
+    /// settings, as in policy-evaluator (the SDK fails the call when settings do not deserialize).
     pub fn validate_settings(&self, settings: &Value) -> anyhow::Result<(bool, Option<String>)> {
         #[derive(serde::Deserialize)]
         struct Answer {
@@ -391,7 +392,13 @@ impl PolicyRuntime {
             message: Option<String>,
         }
         let payload = serde_json::to_vec(settings)?;
-        let bytes = self.call("validate_settings", &payload, &NoCluster)?;
+        let bytes = match self.call("validate_settings", &payload, &NoCluster) {
+            Ok(bytes) => bytes,
+            Err(failure) => {
+                let message = format!("Error invoking settings validation callback: {failure}");
+                return Ok((false, Some(message)));
+            }
+        };
         let answer: Answer = serde_json::from_slice(&bytes)
             .map_err(|e| anyhow!("validate_settings returned an unexpected answer: {e}"))?;
         Ok((answer.valid, answer.message))
