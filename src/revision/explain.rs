@@ -100,25 +100,27 @@ pub(super) fn warnings(settings: &Settings, input: &Inputs, selected: bool) -> V
     let label = input.pod.get(INJECT_LABEL);
     let annotation = input.annotations.get(INJECT_LABEL);
     match (label, annotation) {
-        (None, Some(a)) => out.push(format!(
-            "the annotation {INJECT_LABEL}={a:?} is deprecated and does not select a revision; \
-             use the pod label {INJECT_LABEL} instead (IST0135)"
-        )),
+        (None, Some(a)) => {
+            let ignored = if a == "true" || a == "false" {
+                String::new()
+            } else {
+                format!("; {a:?} is ignored, only \"true\" and \"false\" are accepted")
+            };
+            out.push(format!(
+                "the annotation {INJECT_LABEL}={a:?} is deprecated: use the pod label of the same \
+                 name, which webhooks also select on (IST0135){ignored}"
+            ));
+        }
         (Some(l), Some(a)) if l != a => out.push(format!(
             "the pod label {INJECT_LABEL}={l:?} overrides the annotation {INJECT_LABEL}={a:?}"
         )),
         _ => {}
     }
-    let effective = label
-        .map(|v| ("label", v))
-        .or(annotation.map(|v| ("annotation", v)));
-    if let Some((what, v)) = effective {
-        if v != "true" && v != "false" {
-            out.push(format!(
-                "the pod {what} {INJECT_LABEL}={v:?} is ignored: only \"true\" and \"false\" \
-                 are accepted"
-            ));
-        }
+    if let Some(v) = label.filter(|v| *v != "true" && *v != "false") {
+        out.push(format!(
+            "the pod label {INJECT_LABEL}={v:?} is ignored: only \"true\" and \"false\" are \
+             accepted"
+        ));
     }
     out
 }

@@ -192,11 +192,21 @@ fn chain_label_overrides_annotation() {
     // Only exact values count: "False" falls through to the policy.
     let d = run(&canary(), &ns, &pod(&[], &[(INJECT_LABEL, "False")]));
     assert!(d.inject);
+    assert_eq!(
+        d.warnings.len(),
+        1,
+        "one warning, not two: {:?}",
+        d.warnings
+    );
     assert!(
-        d.warnings.iter().any(|w| w.contains("\"False\"")),
+        d.warnings[0].contains("\"False\" is ignored"),
         "{:?}",
         d.warnings
     );
+    let d = run(&canary(), &ns, &pod(&[(INJECT_LABEL, "yes")], &[]));
+    assert!(d.inject);
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(d.warnings[0].contains("label"), "{:?}", d.warnings);
 }
 
 #[test]
