@@ -9,11 +9,15 @@ pub mod cases;
 pub mod check;
 pub mod conformance;
 pub mod input;
+pub mod kube_inject;
+pub mod manifest;
 pub mod normalize;
 pub mod patch;
 pub mod replay;
 pub mod runtime;
+pub mod scenario;
 pub mod session;
+pub mod upgrade;
 pub mod workload;
 
 pub use patch::AdmissionResponse;

@@ -81,6 +81,12 @@ enum Command {
     },
     /// Run Istio's sidecar-injection golden tests (a conformance suite directory) through the policy.
     Conformance(revinject::conformance::ConformanceArgs),
+    /// Inject the pod templates of a manifest offline through the policy, like `istioctl kube-inject`.
+    KubeInject(revinject::kube_inject::KubeInjectArgs),
+    /// Print the Kubewarden ClusterAdmissionPolicy (and policy-server entry) for a revision.
+    Manifest(revinject::manifest::ManifestArgs),
+    /// Rehearse a canary upgrade scenario: which revision each pod runs on after every step.
+    Upgrade(revinject::upgrade::UpgradeArgs),
     /// Which installed revision injects a pod, and why (like `istioctl x check-inject`).
     Check(revinject::check::CheckArgs),
 }
@@ -116,6 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             policy,
             runtime,
         } => replay::run(&dir, &policy, &runtime.options(), verbose),
+        Command::KubeInject(args) => revinject::kube_inject::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Manifest(args) => revinject::manifest::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Upgrade(args) => revinject::upgrade::run(&args),
         Command::Check(args) => revinject::check::run(&args),
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS
