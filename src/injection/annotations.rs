@@ -154,20 +154,22 @@ fn check_quantity(value: &str) -> Result<(), String> {
     parse_quantity(value).map(|_| ())
 }
 
-/// `proxy.istio.io/config` is ProxyConfig YAML. JSON-shaped values (the common inline form) are
-/// checked for the fields whose type errors Istio rejects; other YAML is left to the renderer.
+/// `proxy.istio.io/config` is ProxyConfig YAML (JSON included). It must be a map, and the
+/// fields whose values Istio's ProxyConfig validation rejects are checked.
 fn check_proxy_config(value: &str) -> Result<(), String> {
-    let trimmed = value.trim();
-    if !trimmed.starts_with('{') {
-        return Ok(());
-    }
-    let parsed: Value = serde_json::from_str(trimmed)
-        .map_err(|e| format!("failed to convert to apply proxy config: {e}"))?;
-    let Some(obj) = parsed.as_object() else {
-        return Err("failed to convert to apply proxy config: not an object".to_string());
+    let convert = |e: String| format!("failed to convert to apply proxy config: {e}");
+    let parsed: Value = if value.trim().is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_yaml::from_str(value).map_err(|e| convert(e.to_string()))?
+    };
+    let obj = match parsed {
+        Value::Object(obj) => obj,
+        Value::Null => return Ok(()),
+        other => return Err(convert(format!("expected a map, got {other}"))),
     };
     for key in ["statusPort", "proxyAdminPort"] {
-        if let Some(v) = obj.get(key) {
+        if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
             match v.as_u64() {
                 Some(p) if (1..=65535).contains(&p) => {}
                 _ => {
@@ -178,25 +180,53 @@ fn check_proxy_config(value: &str) -> Result<(), String> {
             }
         }
     }
-    if let Some(v) = obj.get("concurrency") {
-        if v.as_u64().is_none() && !v.is_null() {
-            return Err(format!("concurrency must be a non-negative integer: {v}"));
+    if let Some(v) = obj.get("concurrency").filter(|v| !v.is_null()) {
+        if v.as_u64().is_none() {
+            return Err(format!(
+                "concurrency must be greater than or equal to 0: {v}"
+            ));
         }
     }
-    if let Some(v) = obj.get("interceptionMode") {
+    if let Some(v) = obj.get("interceptionMode").filter(|v| !v.is_null()) {
         match v.as_str() {
             Some("REDIRECT" | "TPROXY" | "NONE") => {}
-            _ => return Err(format!("invalid interceptionMode: {v}")),
-        }
-    }
-    for key in ["holdApplicationUntilProxyStarts"] {
-        if let Some(v) = obj.get(key) {
-            if !v.is_boolean() && !v.is_null() {
-                return Err(format!("failed to convert to apply proxy config: {key}: invalid value {v} for type bool"));
+            _ => {
+                return Err(convert(format!(
+                    "invalid value for enum interceptionMode: {v}"
+                )))
             }
         }
     }
+    if let Some(v) = obj
+        .get("holdApplicationUntilProxyStarts")
+        .filter(|v| !v.is_null())
+    {
+        if !v.is_boolean() {
+            return Err(convert(format!(
+                "holdApplicationUntilProxyStarts: invalid value {v} for type bool"
+            )));
+        }
+    }
+    if let Some(v) = obj.get("discoveryAddress").filter(|v| !v.is_null()) {
+        check_proxy_address(v).map_err(|e| format!("invalid discovery address: {e}"))?;
+    }
     Ok(())
+}
+
+/// Istio's `ValidateProxyAddress`: `host:port` with a valid port.
+fn check_proxy_address(v: &Value) -> Result<(), String> {
+    let addr = v.as_str().ok_or_else(|| format!("{v} is not a string"))?;
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("unable to split {addr:?}: missing port in address"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{addr:?}: host is empty"));
+    }
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(()),
+        _ => Err(format!("port number {port} must be in the range 1..65535")),
+    }
 }
 
 fn check_port_list(parameter: &str, ports: &str) -> Result<(), String> {
@@ -368,6 +398,10 @@ mod tests {
             (PROMETHEUS_MERGE_METRICS, "yes"),
             (PROXY_CONFIG, "{\"statusPort\": 0}"),
             (PROXY_CONFIG, "{not json"),
+            (PROXY_CONFIG, "concurrency: -1"),
+            (PROXY_CONFIG, "discoveryAddress: foo"),
+            (PROXY_CONFIG, "interceptionMode: SOMETIMES"),
+            (PROXY_CONFIG, "- a list"),
             (PROXY_CPU, "lots"),
             (PROXY_MEMORY_LIMIT, "1Gb"),
         ];
@@ -402,6 +436,18 @@ mod tests {
             "sidecar.istio.io/inject": "whatever",
             KUBEVIRT_INTERFACES: "net1",
         }));
+        assert_eq!(validate(&ok), Ok(()));
+    }
+
+    #[test]
+    fn proxy_config_yaml_is_accepted() {
+        // traffic-annotations golden: block YAML, not JSON.
+        let yaml = "discoveryAddress: foo:123\nconcurrency: 0\nproxyMetadata:\n  FOO: bar";
+        let ok = annotations(json!({ PROXY_CONFIG: yaml }));
+        assert_eq!(validate(&ok), Ok(()));
+        let ok = annotations(
+            json!({ PROXY_CONFIG: "holdApplicationUntilProxyStarts: true\nstatusPort: 15021" }),
+        );
         assert_eq!(validate(&ok), Ok(()));
     }
 
