@@ -58,6 +58,9 @@ pub struct ConformanceArgs {
     /// Cases allowed to fail: one name per line, then ` # reason`.
     #[arg(long, default_value = KNOWN_FAILURES_FILE)]
     pub known_failures: PathBuf,
+    /// Write each compared pair, normalized, to DIR/<case>[.<n>].{expected,actual}.json.
+    #[arg(long, value_name = "DIR")]
+    pub dump: Option<PathBuf>,
 }
 
 /// The policy's answer to one request.
@@ -221,8 +224,13 @@ impl CaseReport {
 }
 
 /// Run one case; every problem is collected, none aborts the run.
-pub fn run_case(suite: &Suite, case: &Case, evaluator: &mut dyn Evaluator) -> Vec<Problem> {
-    match check_case(suite, case, evaluator) {
+pub fn run_case(
+    suite: &Suite,
+    case: &Case,
+    evaluator: &mut dyn Evaluator,
+    dump: Option<&Path>,
+) -> Vec<Problem> {
+    match check_case(suite, case, evaluator, dump) {
         Ok(problems) => problems,
         Err(e) => vec![Problem::new(format!("{e:#}"))],
     }
@@ -239,6 +247,7 @@ fn check_case(
     suite: &Suite,
     case: &Case,
     evaluator: &mut dyn Evaluator,
+    dump: Option<&Path>,
 ) -> anyhow::Result<Vec<Problem>> {
     let settings = case.settings(&suite.defaults)?;
     if let Err(message) = evaluator.validate_settings(&settings)? {
@@ -283,6 +292,14 @@ fn check_case(
             namespace: workload::request_namespace(input),
             settings: &settings,
             revision: &revision,
+            dump: dump.map(|dir| {
+                let n = if inputs.len() > 1 {
+                    format!(".{}", index + 1)
+                } else {
+                    String::new()
+                };
+                dir.join(format!("{}{n}", case.name))
+            }),
         };
         let found = match &case.expectation {
             Expectation::Error(needle) => document.expect_rejection(evaluator, needle)?,
@@ -308,6 +325,8 @@ struct DocumentRun<'a> {
     namespace: String,
     settings: &'a Value,
     revision: &'a str,
+    /// Path prefix for `--dump`.
+    dump: Option<PathBuf>,
 }
 
 /// A decoded response and the object it yields.
@@ -398,6 +417,19 @@ impl DocumentRun<'_> {
         let mut actual = injected.clone();
         normalize_pod(&mut expected, &self.namespace, had_namespace);
         normalize_pod(&mut actual, &self.namespace, had_namespace);
+        if let Some(prefix) = &self.dump {
+            for (suffix, pod) in [("expected", &expected), ("actual", &actual)] {
+                let path = prefix.with_file_name(format!(
+                    "{}.{suffix}.json",
+                    prefix
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("case")
+                ));
+                std::fs::write(&path, serde_json::to_string_pretty(pod)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
         let diff = differences(&expected, &actual);
         if !diff.is_empty() {
             problems.push(Problem {
@@ -496,7 +528,7 @@ pub fn run_suite(
         }
         let result = CaseReport {
             name: case.name.clone(),
-            problems: run_case(suite, case, evaluator),
+            problems: run_case(suite, case, evaluator, args.dump.as_deref()),
             known: known.get(&case.name).cloned(),
         };
         match (result.passed(), result.known.is_some()) {
@@ -633,6 +665,9 @@ pub fn run(args: &ConformanceArgs) -> anyhow::Result<bool> {
                 suite.dir.display()
             );
         }
+    }
+    if let Some(dir) = &args.dump {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut evaluator = make_evaluator(args)?;
     let report = run_suite(&suite, args, &known, evaluator.as_mut())?;

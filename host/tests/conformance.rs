@@ -580,6 +580,7 @@ fn args(dir: &Path) -> ConformanceArgs {
         cases: Vec::new(),
         output: OutputFormat::Json,
         known_failures: PathBuf::from("none"),
+        dump: None,
     }
 }
 
