@@ -25,7 +25,8 @@ fmt-check:
 clippy:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 
-unit:
+# The host integration tests (host/tests) run the real policy.wasm.
+unit: policy.wasm
 	cargo test --locked --workspace
 
 replay: policy.wasm $(REVINJECT)
