@@ -425,7 +425,13 @@ impl PolicyRuntime {
         host: &dyn HostCapabilities,
     ) -> anyhow::Result<AdmissionResponse> {
         let uid = request.get("uid").and_then(Value::as_str).unwrap_or("");
-        let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
+        /// policy-evaluator's `ValidateRequest` payload, serialized without copying the request.
+        #[derive(serde::Serialize)]
+        struct Payload<'a> {
+            request: &'a Value,
+            settings: &'a Value,
+        }
+        let payload = serde_json::to_vec(&Payload { request, settings })?;
         let bytes = match self.call("validate", &payload, host) {
             Ok(bytes) => bytes,
             Err(failure) => {
