@@ -430,6 +430,16 @@ impl DocumentRun<'_> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
         }
+        // A pod Istio leaves alone (host network, opt-out) must get no patch at all; the
+        // normalization would hide e.g. a status annotation added to it.
+        let mut untouched = self.pod.clone();
+        normalize_pod(&mut untouched, &self.namespace, had_namespace);
+        if untouched == expected && injected != self.pod {
+            problems.push(Problem {
+                message: "Istio does not inject this pod, but the policy patched it".to_string(),
+                differences: differences(&self.pod, &injected),
+            });
+        }
         let diff = differences(&expected, &actual);
         if !diff.is_empty() {
             problems.push(Problem {

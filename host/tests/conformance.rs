@@ -700,3 +700,67 @@ fn the_case_filter_runs_only_the_named_case_and_rejects_unknown_names() {
         .unwrap();
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+/// Leaves pods alone, or adds only a status annotation (which normalization removes).
+struct Annotator {
+    annotate: bool,
+}
+
+impl Evaluator for Annotator {
+    fn validate_settings(&mut self, _settings: &Value) -> anyhow::Result<Result<(), String>> {
+        Ok(Ok(()))
+    }
+
+    fn evaluate(
+        &mut self,
+        request: &Value,
+        _settings: &Value,
+        _namespace: &Value,
+    ) -> anyhow::Result<Evaluation> {
+        let uid = request["uid"].as_str().unwrap();
+        let mut mutated = request["object"].clone();
+        if self.annotate && !uid.ends_with("-again") {
+            mutated["metadata"]["annotations"] = json!({"sidecar.istio.io/status": "{}"});
+        }
+        let validation = ValidationResponse {
+            accepted: true,
+            mutated_object: Some(mutated.clone()),
+            ..Default::default()
+        };
+        let response =
+            AdmissionResponse::from_validation(uid, Some(&request["object"]), &validation)?;
+        Ok(Evaluation {
+            response: serde_json::to_value(response)?,
+            mutated_object: Some(mutated),
+        })
+    }
+}
+
+#[test]
+fn a_pod_istio_leaves_alone_must_not_be_patched_at_all() {
+    let suite_dir = TempSuite::new("alone");
+    std::fs::write(suite_dir.0.join("expected/hello.yaml.same"), DEPLOYMENT).unwrap();
+    std::fs::write(
+        suite_dir.0.join("cases.yaml"),
+        "cases:\n- {name: alone, input: inputs/hello.yaml, expected: expected/hello.yaml.same}\n",
+    )
+    .unwrap();
+    let (suite, _) = Suite::load(&suite_dir.0).unwrap();
+    let run = |annotate: bool| {
+        run_suite(
+            &suite,
+            &args(&suite_dir.0),
+            &BTreeMap::new(),
+            &mut Annotator { annotate },
+        )
+        .unwrap()
+    };
+    assert!(run(false).ok());
+    let report = run(true);
+    let line = text_line(&report.cases[0]);
+    assert!(
+        line.contains("Istio does not inject this pod, but the policy patched it"),
+        "{line}"
+    );
+    assert!(line.contains("metadata.annotations"), "{line}");
+}
