@@ -662,7 +662,13 @@ pub fn run(args: &ConformanceArgs) -> anyhow::Result<bool> {
     }
     let known = match std::fs::read_to_string(&args.known_failures) {
         Ok(text) => parse_known_failures(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "note: no {} here, so every failing case counts as unexpected",
+                args.known_failures.display()
+            );
+            BTreeMap::new()
+        }
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read {}", args.known_failures.display()))
         }
