@@ -280,8 +280,20 @@ impl PolicyRuntime {
     /// Like [`PolicyRuntime::load`], from the module's bytes.
     pub fn from_bytes(bytes: &[u8], opts: &RuntimeOptions) -> anyhow::Result<Self> {
         let engine = new_engine(opts)?;
-        let module = wasmtime::Module::new(&engine, bytes)
-            .map_err(|e| anyhow!("not a valid WebAssembly module: {e:#}"))?;
+        let module = compile(&engine, bytes)?;
+        Self::from_module(&engine, module, opts)
+    }
+
+    /// Like [`PolicyRuntime::from_bytes`], from a module compiled for `engine` (made with
+    /// [`new_engine_with`]): threads share one compilation, and the engine may use the pooling
+    /// allocator. Each runtime ticks the engine's epoch, so `N` live runtimes on one engine
+    /// shorten the deadline up to `N` times.
+    pub fn from_module(
+        engine: &wasmtime::Engine,
+        module: wasmtime::Module,
+        opts: &RuntimeOptions,
+    ) -> anyhow::Result<Self> {
+        let engine = engine.clone();
         let ticks = opts
             .deadline
             .as_millis()
@@ -317,6 +329,22 @@ impl PolicyRuntime {
     /// The options this runtime was loaded with.
     pub fn options(&self) -> &RuntimeOptions {
         &self.options
+    }
+
+    /// Drop the current instance: the next call gets a fresh one, as policy-server does for
+    /// every request.
+    pub fn discard_instance(&self) {
+        self.instance.borrow_mut().take();
+    }
+
+    /// Make the instance the next call will use now (a no-op when one is ready), so that
+    /// instantiation can be timed apart from the call.
+    pub fn prepare_instance(&self) -> Result<(), GuestFailure> {
+        let mut slot = self.instance.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(self.instantiate()?);
+        }
+        Ok(())
     }
 
     fn instantiate(&self) -> Result<WapcHost, GuestFailure> {
@@ -450,8 +478,24 @@ impl PolicyRuntime {
     }
 }
 
+/// Compile `bytes` for `engine` (through the engine's module cache, if any).
+pub fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> anyhow::Result<wasmtime::Module> {
+    wasmtime::Module::new(engine, bytes)
+        .map_err(|e| anyhow!("not a valid WebAssembly module: {e:#}"))
+}
+
 fn new_engine(opts: &RuntimeOptions) -> anyhow::Result<wasmtime::Engine> {
+    new_engine_with(opts, |_| {})
+}
+
+/// The engine [`PolicyRuntime`] uses (epoch interruption, module cache), after `configure`
+/// has adjusted its configuration (e.g. the pooling allocator).
+pub fn new_engine_with(
+    opts: &RuntimeOptions,
+    configure: impl FnOnce(&mut wasmtime::Config),
+) -> anyhow::Result<wasmtime::Engine> {
     let mut config = wasmtime::Config::default();
+    configure(&mut config);
     config.epoch_interruption(true);
     if let Some(dir) = &opts.cache_dir {
         let mut cache_config = wasmtime::CacheConfig::new();
