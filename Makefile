@@ -6,7 +6,7 @@ REVINJECT := target/release/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay conformance clean
+.PHONY: all run test fmt-check clippy unit replay conformance scenarios clean
 
 all: policy.wasm
 
@@ -35,7 +35,11 @@ replay: policy.wasm $(REVINJECT)
 conformance: policy.wasm $(REVINJECT)
 	$(REVINJECT) conformance $(CONFORMANCE_DIR)
 
-test: fmt-check clippy unit replay conformance
+scenarios: policy.wasm $(REVINJECT)
+	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
+	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
+
+test: fmt-check clippy unit replay conformance scenarios
 
 clean:
 	cargo clean
