@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod input;
 pub mod kube_inject;
 pub mod manifest;
+pub mod memory;
 pub mod normalize;
 pub mod patch;
 pub mod replay;

@@ -33,12 +33,19 @@ struct RuntimeArgs {
     /// Do not use the on-disk cache of compiled modules.
     #[arg(long)]
     no_cache: bool,
+    /// Cap on the policy's linear memory, in MiB (0: no cap beyond wasm's 4 GiB).
+    #[arg(long, default_value_t = (revinject::runtime::DEFAULT_MAX_MEMORY >> 20) as u64)]
+    max_memory_mb: u64,
 }
 
 impl RuntimeArgs {
     fn options(&self) -> RuntimeOptions {
         let mut options = RuntimeOptions {
             deadline: Duration::from_millis(self.deadline_ms),
+            max_memory: (self.max_memory_mb > 0).then(|| {
+                let bytes = self.max_memory_mb.saturating_mul(1 << 20);
+                usize::try_from(bytes).unwrap_or(usize::MAX)
+            }),
             ..RuntimeOptions::default()
         };
         if self.no_cache {

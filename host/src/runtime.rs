@@ -33,7 +33,13 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Print the guest's `kubewarden/tracing/log` events on stderr.
     pub guest_logs: bool,
+    /// Cap on the guest's linear memory, in bytes (`None`: only wasm's own 4 GiB limit).
+    /// Enforced by [`crate::memory`]; an engine with the pooling allocator ignores it.
+    pub max_memory: Option<usize>,
 }
+
+/// Default cap on linear memory: room for multi-megabyte pods, far below a node's memory.
+pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -41,6 +47,7 @@ impl Default for RuntimeOptions {
             deadline: Duration::from_secs(2),
             cache_dir: Some(default_cache_dir()),
             guest_logs: true,
+            max_memory: Some(DEFAULT_MAX_MEMORY),
         }
     }
 }
@@ -214,6 +221,8 @@ pub enum GuestFailure {
     Error(String),
     /// A fresh instance could not be created.
     Instantiate(String),
+    /// The guest asked for more linear memory than the cap allows (and then failed).
+    MemoryExhausted { cap: usize, detail: String },
 }
 
 impl std::fmt::Display for GuestFailure {
@@ -225,6 +234,11 @@ impl std::fmt::Display for GuestFailure {
             GuestFailure::Trap(m) => write!(f, "the policy trapped: {m}"),
             GuestFailure::Error(m) => write!(f, "the policy returned an error: {m}"),
             GuestFailure::Instantiate(m) => write!(f, "the policy cannot be instantiated: {m}"),
+            GuestFailure::MemoryExhausted { cap, detail } => write!(
+                f,
+                "the policy exhausted its memory cap of {} MiB: {detail}",
+                cap >> 20
+            ),
         }
     }
 }
@@ -376,6 +390,7 @@ impl PolicyRuntime {
             Some(instance) => instance,
             None => self.instantiate()?,
         };
+        crate::memory::reset_exhausted();
         let result = {
             let _scope = HostScope::enter(host);
             instance.call(op, payload)
@@ -391,7 +406,12 @@ impl PolicyRuntime {
 
     fn classify(&self, error: wapc::errors::Error) -> GuestFailure {
         let message = error.to_string();
-        if message.contains("execution deadline exceeded") {
+        if let (true, Some(cap)) = (crate::memory::exhausted(), self.options.max_memory) {
+            GuestFailure::MemoryExhausted {
+                cap,
+                detail: message,
+            }
+        } else if message.contains("execution deadline exceeded") {
             GuestFailure::Timeout {
                 deadline: self.options.deadline,
                 detail: message,
@@ -469,6 +489,8 @@ impl PolicyRuntime {
         let response: ValidationResponse = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(e) => {
+                // A guest that answers garbage is in an unknown state: start the next call afresh.
+                self.discard_instance();
                 let message = format!("the policy's answer is not a ValidationResponse: {e}");
                 return Ok(AdmissionResponse::internal_error(uid, &message));
             }
@@ -495,6 +517,9 @@ pub fn new_engine_with(
     configure: impl FnOnce(&mut wasmtime::Config),
 ) -> anyhow::Result<wasmtime::Engine> {
     let mut config = wasmtime::Config::default();
+    if let Some(cap) = opts.max_memory {
+        crate::memory::install(&mut config, cap);
+    }
     configure(&mut config);
     config.epoch_interruption(true);
     if let Some(dir) = &opts.cache_dir {

@@ -195,6 +195,7 @@ fn timeouts_and_traps_become_500s_and_the_next_call_gets_a_fresh_instance() {
         deadline: Duration::from_millis(200),
         cache_dir: None,
         guest_logs: false,
+        ..RuntimeOptions::default()
     };
     let runtime = PolicyRuntime::from_bytes(TOY_GUEST.as_bytes(), &options).unwrap();
     let none = Session::default();
