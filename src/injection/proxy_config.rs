@@ -151,7 +151,7 @@ pub fn proxy_config_env(pc: &Value) -> String {
     };
     let keep = |k: &str, v: &Value| {
         let default = DEFAULTS.iter().find(|(d, _)| *d == k).map(|(_, v)| *v);
-        !is_zero(k, v) && !(default.is_some() && scalar(v).as_deref() == default)
+        !is_zero(k, v) && (default.is_none() || scalar(v).as_deref() != default)
     };
     let mut fields: Vec<(String, Value)> = Vec::new();
     for key in FIELD_ORDER {
