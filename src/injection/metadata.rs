@@ -22,10 +22,11 @@ const PROMETHEUS_ENV: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
 /// Longest label value Kubernetes accepts.
 const MAX_LABEL: usize = 63;
 
-/// A label value cut to 63 characters, without trailing separators.
+/// A label value cut to 63 characters, then one trailing `-` dropped (sprig's
+/// `trunc 63 | trimSuffix "-"`).
 fn label_value(s: &str) -> String {
     let cut: String = s.chars().take(MAX_LABEL).collect();
-    cut.trim_end_matches(['-', '_', '.']).to_string()
+    cut.strip_suffix('-').unwrap_or(&cut).to_string()
 }
 
 /// The first non-empty label among `keys`.
@@ -270,6 +271,11 @@ mod tests {
         let long = "a".repeat(70);
         assert_eq!(label_value(&long).len(), 63);
         assert_eq!(label_value("abc-"), "abc");
+        let name = "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo-ld";
+        assert_eq!(
+            label_value(name),
+            "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo"
+        );
     }
 
     #[test]
