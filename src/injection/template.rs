@@ -172,6 +172,188 @@ fn image_pull_secrets(values: &Value) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::injection::{inject, Context};
+    use crate::settings::Settings;
+
+    fn pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "labels": {"app": "web", "version": "v2"},
+                         "annotations": {"prometheus.io/port": "9090"}},
+            "spec": {
+                "x-unknown-field": {"kept": true},
+                "containers": [{"name": "web", "image": "nginx",
+                    "ports": [{"containerPort": 8080, "name": "http"}],
+                    "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}},
+                    "x-vendor": 1}],
+                "volumes": [{"name": "data", "emptyDir": {}}]
+            }
+        })
+    }
+
+    fn run(pod: &Value, settings: &Settings) -> Value {
+        inject(
+            pod,
+            &Context {
+                settings,
+                namespace: "apps",
+            },
+        )
+        .unwrap()
+    }
+
+    fn proxy(pod: &Value) -> &Value {
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|l| pod["spec"][l].as_array())
+            .flatten()
+            .find(|c| c["name"] == "istio-proxy")
+            .unwrap()
+    }
+
+    fn env<'a>(c: &'a Value, name: &str) -> &'a Value {
+        &c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["value"]
+    }
+
+    fn names(pod: &Value, list: &str) -> Vec<String> {
+        pod["spec"][list]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|c| c["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn revision_flows_into_ca_addr_proxy_config_and_annotations() {
+        let s = Settings {
+            revision: "canary".into(),
+            ..Settings::default()
+        };
+        let out = run(&pod(), &s);
+        let p = proxy(&out);
+        assert_eq!(env(p, "CA_ADDR"), "istiod-canary.istio-system.svc:15012");
+        assert_eq!(
+            env(p, "PROXY_CONFIG"),
+            "{\"discoveryAddress\":\"istiod-canary.istio-system.svc:15012\"}\n"
+        );
+        assert_eq!(out["metadata"]["annotations"]["istio.io/rev"], "canary");
+        let status = out["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .unwrap();
+        assert!(status.ends_with(r#""revision":"canary"}"#), "{status}");
+        assert_eq!(
+            env(p, "ISTIO_META_OWNER"),
+            "kubernetes://apis/v1/namespaces/apps/pods/web"
+        );
+        assert_eq!(
+            out["metadata"]["labels"]["service.istio.io/canonical-revision"],
+            "v2"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_survive_and_user_volumes_follow_the_template() {
+        let out = run(&pod(), &Settings::default());
+        assert_eq!(out["spec"]["x-unknown-field"], json!({"kept": true}));
+        assert_eq!(out["spec"]["containers"][0]["x-vendor"], 1);
+        let volumes = names(&out, "volumes");
+        assert_eq!(volumes.first().map(String::as_str), Some("workload-socket"));
+        assert_eq!(volumes.last().map(String::as_str), Some("data"));
+    }
+
+    #[test]
+    fn injection_is_idempotent() {
+        let s = Settings::default();
+        let once = run(&pod(), &s);
+        assert_eq!(run(&once, &s), once);
+        let classic = Settings {
+            native_sidecars: false,
+            ..Settings::default()
+        };
+        let once = run(&pod(), &classic);
+        assert_eq!(run(&once, &classic), once);
+    }
+
+    #[test]
+    fn another_revisions_injection_is_re_rendered() {
+        let canary = Settings {
+            revision: "canary".into(),
+            ..Settings::default()
+        };
+        let stable = Settings::default();
+        let out = run(&run(&pod(), &canary), &stable);
+        assert_eq!(out, run(&pod(), &stable));
+        assert_eq!(names(&out, "initContainers"), ["istio-init", "istio-proxy"]);
+    }
+
+    #[test]
+    fn classic_mode_holds_the_application() {
+        let s = Settings {
+            native_sidecars: false,
+            values: json!({"global": {"proxy": {"holdApplicationUntilProxyStarts": true}}}),
+            ..Settings::default()
+        };
+        let out = run(&pod(), &s);
+        assert_eq!(names(&out, "containers"), ["istio-proxy", "web"]);
+        assert_eq!(names(&out, "initContainers"), ["istio-init"]);
+        assert_eq!(
+            out["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"],
+            json!(["pilot-agent", "wait"])
+        );
+    }
+
+    #[test]
+    fn cni_and_no_interception_change_the_init_container() {
+        let cni = Settings {
+            values: json!({"pilot": {"cni": {"enabled": true}}}),
+            ..Settings::default()
+        };
+        assert_eq!(
+            names(&run(&pod(), &cni), "initContainers"),
+            ["istio-validation", "istio-proxy"]
+        );
+        let mut none = pod();
+        none["metadata"]["annotations"]["sidecar.istio.io/interceptionMode"] = json!("NONE");
+        assert_eq!(
+            names(&run(&none, &Settings::default()), "initContainers"),
+            ["istio-proxy"]
+        );
+    }
+
+    #[test]
+    fn bad_proxy_config_annotation_rejects_naming_it() {
+        let mut p = pod();
+        p["metadata"]["annotations"]["proxy.istio.io/config"] = json!("{not yaml: [");
+        let err = inject(
+            &p,
+            &Context {
+                settings: &Settings::default(),
+                namespace: "apps",
+            },
+        )
+        .unwrap_err();
+        assert!(err.0.contains("proxy.istio.io/config"), "{err}");
+    }
+
+    #[test]
+    fn default_hub_and_tag_are_a_release() {
+        let out = run(&pod(), &Settings::default());
+        assert_eq!(
+            proxy(&out)["image"],
+            format!(
+                "docker.io/istio/proxyv2:{}",
+                crate::injection::values::DEFAULT_TAG
+            )
+        );
+    }
 
     #[test]
     fn image_type_replaces_known_suffix() {
