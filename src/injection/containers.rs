@@ -33,8 +33,12 @@ fn proxy_image(r: &Render) -> String {
     if image.contains('/') {
         image = "proxyv2".into();
     }
-    let image_type = r
-        .annotations
+    r.hub_image(&image, &image_type(r))
+}
+
+/// The image type suffix: the pod annotation, else the ProxyConfig's `image.imageType`.
+fn image_type(r: &Render) -> String {
+    r.annotations
         .get(PROXY_IMAGE_TYPE)
         .map(traffic::go_sprint)
         .or_else(|| {
@@ -43,8 +47,7 @@ fn proxy_image(r: &Render) -> String {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
-        .unwrap_or_default();
-    r.hub_image(&image, &image_type)
+        .unwrap_or_default()
 }
 
 /// The init containers' image: the annotation or `global.proxy_init.image` when it is a full
@@ -57,7 +60,7 @@ fn init_image(r: &Render) -> String {
     let image = str_at(r.values, &["global", "proxy_init", "image"])
         .filter(|s| !s.is_empty())
         .unwrap_or("proxyv2");
-    r.hub_image(image, "")
+    r.hub_image(image, &image_type(r))
 }
 
 /// `imagePullPolicy`, only when the helm value sets one.
