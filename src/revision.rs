@@ -254,6 +254,7 @@ struct Inputs<'a> {
     /// Namespace labels, with `kubernetes.io/metadata.name` as the API server sets it.
     ns: BTreeMap<String, String>,
     pod: BTreeMap<String, String>,
+    /// The annotations selection reads (only `sidecar.istio.io/inject`).
     annotations: BTreeMap<String, String>,
     host_network: bool,
 }
@@ -271,7 +272,10 @@ pub fn decide(
         .or_insert_with(|| namespace.to_string());
     let annotations = pod
         .pointer("/metadata/annotations")
-        .map(|a| labels_of(&serde_json::json!({"metadata": {"labels": a}})))
+        .and_then(Value::as_object)
+        .and_then(|a| a.get(INJECT_LABEL))
+        .and_then(Value::as_str)
+        .map(|v| BTreeMap::from([(INJECT_LABEL.to_string(), v.to_string())]))
         .unwrap_or_default();
     let input = Inputs {
         namespace,

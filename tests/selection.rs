@@ -134,6 +134,17 @@ fn exhaustive(by_default: bool, default_settings: Value) {
             .count();
         let both = ns_injection.is_some() && ns_rev.is_some();
         assert_eq!(ist0123, usize::from(both), "{case}");
+        // A pod label the namespace overrides is reported once, by the revision that injects.
+        let overridden = decisions
+            .iter()
+            .flat_map(|(_, d)| &d.warnings)
+            .filter(|w| w.contains("cannot override"))
+            .count();
+        let ignored = match (want, pod_rev) {
+            (Some(injector), Some(rev)) => resolve(rev) != Some(injector),
+            _ => false,
+        };
+        assert_eq!(overridden, usize::from(ignored), "{case}");
     });
     assert_eq!(count, 144);
 }

@@ -349,6 +349,22 @@ fn subject(args: &CheckArgs) -> anyhow::Result<(Value, Value)> {
     Ok((namespace_object(&name, &ns_labels), pod))
 }
 
+/// When no revision injects: the `istio.io/rev` values no installed revision serves (Istio
+/// silently ignores them; reference section 1, rule 6).
+pub fn unserved_notes(installed: &[Installed], namespace: &Value, pod: &Value) -> Vec<String> {
+    let served = |name: &str| installed.iter().any(|i| i.served.iter().any(|s| s == name));
+    let mut notes = Vec::new();
+    for (what, object) in [("namespace", namespace), ("pod", pod)] {
+        let labels = revision_injector::admission::labels_of(object);
+        if let Some(rev) = labels.get(REV_LABEL).filter(|r| !served(r)) {
+            notes.push(format!(
+                "no installed revision serves the {what} label {REV_LABEL}={rev}"
+            ));
+        }
+    }
+    notes
+}
+
 /// Rows as aligned columns; the last column is not padded.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -477,13 +493,23 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             .filter(|v| v.injected)
             .map(|v| v.revision.as_str())
             .collect();
+        let notes = if injected_by.is_empty() {
+            unserved_notes(&installed, &namespace, &pod)
+        } else {
+            Vec::new()
+        };
+        let mut text = render_verdicts(&verdicts);
+        for note in &notes {
+            text.push_str(&format!("Note: {note}\n"));
+        }
         let json = json!({
             "namespace": namespace.pointer("/metadata/name"),
             "namespaceLabels": namespace.pointer("/metadata/labels"),
             "revisions": verdicts,
             "injectedBy": injected_by,
+            "notes": notes,
         });
-        (injected_by.len() > 1, render_verdicts(&verdicts), json)
+        (injected_by.len() > 1, text, json)
     };
     match args.output {
         Output::Table => print!("{text}"),
@@ -564,6 +590,21 @@ mod tests {
         assert!(v.iter().all(|v| !v.injected && v.rule == "none"));
         assert!(render_verdicts(&v).contains("No installed revision injects"));
         assert!(check("", "").iter().all(|v| !v.injected));
+    }
+
+    #[test]
+    fn unknown_revisions_are_noted() {
+        let ns = namespace_object("apps", &parse_pairs("istio.io/rev=stable", "ns").unwrap());
+        let pod = pod_object(
+            "apps",
+            &parse_pairs("istio.io/rev=prod", "pod").unwrap(),
+            &BTreeMap::new(),
+        );
+        let notes = unserved_notes(&canary_setup(), &ns, &pod);
+        assert_eq!(
+            notes,
+            ["no installed revision serves the namespace label istio.io/rev=stable"]
+        );
     }
 
     #[test]

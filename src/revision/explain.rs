@@ -91,6 +91,23 @@ pub(super) fn warnings(settings: &Settings, input: &Inputs, selected: bool) -> V
             ));
         }
     }
+    // A pod asking for a revision its namespace overrides (istio/istio#37088) is told so by
+    // the revision that selected it instead.
+    if let Some(wanted) = input.pod.get(REV_LABEL) {
+        if selected && !served_names(settings).contains(wanted) {
+            let by = match (injection, rev) {
+                (Some(inj), _) => format!("{INJECTION_LABEL}={inj}"),
+                (None, Some(r)) => format!("{REV_LABEL}={r}"),
+                (None, None) => "its labels".to_string(),
+            };
+            out.push(format!(
+                "the pod label {REV_LABEL}={wanted} is ignored: namespace {:?} selects revision \
+                 {} by {by}, and a pod cannot override its namespace's revision",
+                input.namespace,
+                settings.revision_name()
+            ));
+        }
+    }
     // Pod-level warnings come from the instance that evaluated the pod or, when no revision
     // label points anywhere, from the default revision (whose `object` webhook the label feeds).
     let claimed = injection.is_some() || rev.is_some() || input.pod.contains_key(REV_LABEL);

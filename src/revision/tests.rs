@@ -83,6 +83,16 @@ fn rev_object_selects_by_pod_label_only_in_unlabelled_namespaces() {
     let d = run(&canary(), &[(REV_LABEL, "default")], &p);
     assert!(!d.inject);
     assert!(d.reason.contains("does not override"), "{}", d.reason);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    // ... and the revision that does inject says the pod's label was ignored.
+    let d = run(&default_rev(), &[(REV_LABEL, "default")], &p);
+    assert!(d.inject);
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(
+        d.warnings[0].contains("istio.io/rev=prod is ignored"),
+        "{:?}",
+        d.warnings
+    );
 }
 
 #[test]
