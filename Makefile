@@ -6,7 +6,7 @@ REVINJECT := target/release/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay conformance scenarios clean
+.PHONY: all run test fmt-check clippy unit replay conformance scenarios bench clean
 
 all: policy.wasm
 
@@ -40,6 +40,13 @@ scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
 test: fmt-check clippy unit replay conformance scenarios
+
+# Performance report (not part of `test`): the native criterion baseline, then policy.wasm
+# through `revinject bench`; writes docs/benchmarks.md and its chart.
+BENCH_ARGS ?= --threads 1 --threads 2
+bench: policy.wasm $(REVINJECT)
+	cargo bench --locked -p revision-injector --bench evaluate
+	$(REVINJECT) bench $(BENCH_ARGS) --plot docs/benchmarks.svg --markdown docs/benchmarks.md policy.wasm
 
 clean:
 	cargo clean

@@ -5,6 +5,7 @@
 //! host-capabilities sessions ([`session::Session`]) or a map ([`runtime::StaticNamespaces`]),
 //! and checks the bundled fixtures ([`replay`]). Subcommands live in `main.rs`.
 
+pub mod bench;
 pub mod cases;
 pub mod check;
 pub mod conformance;

@@ -96,6 +96,8 @@ enum Command {
     Upgrade(revinject::upgrade::UpgradeArgs),
     /// Which installed revision injects a pod, and why (like `istioctl x check-inject`).
     Check(revinject::check::CheckArgs),
+    /// Measure policy.wasm on the bundled workloads (latency, throughput, instantiation).
+    Bench(revinject::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -133,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Manifest(args) => revinject::manifest::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Upgrade(args) => revinject::upgrade::run(&args),
         Command::Check(args) => revinject::check::run(&args),
+        Command::Bench(args) => revinject::bench::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS
         } else {
