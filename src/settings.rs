@@ -58,6 +58,10 @@ pub struct Settings {
     pub values: serde_json::Value,
     /// Istio MeshConfig fields (camelCase, as in istio.io/api).
     pub mesh_config: serde_json::Value,
+    /// Per-pod override annotations pods may use (absent: all of them, as in Istio); a pod
+    /// using another one is rejected. See `injection::override_policy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_override_annotations: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -79,6 +83,7 @@ impl Default for Settings {
             native_sidecars: true,
             values: serde_json::Value::Object(Default::default()),
             mesh_config: serde_json::Value::Object(Default::default()),
+            allowed_override_annotations: None,
         }
     }
 }
@@ -118,6 +123,9 @@ impl Settings {
         if !self.mesh_config.is_object() {
             return Err("meshConfig: must be a map of MeshConfig fields".into());
         }
+        if let Some(allowed) = &self.allowed_override_annotations {
+            crate::injection::override_policy::validate_setting(allowed)?;
+        }
         crate::injection::validate_settings(self)
     }
 }
@@ -145,6 +153,17 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Settings::from_value(&json!({"revison": "canary"})).unwrap_err();
         assert!(err.contains("revison"), "{err}");
+    }
+
+    #[test]
+    fn allowed_override_annotations_must_be_known() {
+        let ok = json!({"allowedOverrideAnnotations": ["sidecar.istio.io/proxyCPU"]});
+        let s = Settings::from_value(&ok).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.allowed_override_annotations.unwrap().len(), 1);
+        let bad = json!({"allowedOverrideAnnotations": ["sidecar.istio.io/proxyImag"]});
+        let err = Settings::from_value(&bad).unwrap().validate().unwrap_err();
+        assert!(err.contains("sidecar.istio.io/proxyImag"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod containers;
 pub mod merge;
 pub mod metadata;
+pub mod override_policy;
 pub mod overrides;
 pub mod probes;
 pub mod proxy_config;
@@ -51,7 +52,26 @@ const NETWORK_LABEL: &str = "topology.istio.io/network";
 const INIT_BEFORE_PROXY: &str = "sidecar.istio.io/init-containers-before-proxy";
 
 /// Return the injected pod. The input is never modified; fields the template does not own survive.
+/// Override annotations the settings do not allow reject the pod (see [`override_policy`]).
 pub fn inject(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
+    let annotations = meta_map(pod, "annotations");
+    let allowed = ctx.settings.allowed_override_annotations.as_deref();
+    let denied = override_policy::denied_overrides(&annotations, allowed);
+    if !denied.is_empty() {
+        let mut stripped = pod.clone();
+        if let Some(a) = stripped
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            a.retain(|k, _| !denied.contains(&k.as_str()));
+        }
+        let reference = render_pod(&stripped, ctx)?;
+        override_policy::check_against(&denied, &annotations, &reference).map_err(InjectError)?;
+    }
+    render_pod(pod, ctx)
+}
+
+fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     if !pod.is_object() {
         return Err(InjectError("the pod is not a JSON object".into()));
     }
