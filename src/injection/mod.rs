@@ -2,12 +2,11 @@
 //!
 //! The template is Rust data: functions that build `serde_json::Value`s from the pod, the
 //! helm values and the mesh config ([`template`]), strategically merged onto the pod the way
-//! Istio's webhook does ([`merge`]), then post-processed like `postProcessPod` (cluster env,
+//! Istio's webhook does ([`overrides::strategic_merge`]), then post-processed like `postProcessPod` (cluster env,
 //! prometheus merge, probe rewriting, status annotation, container order).
 
 pub mod annotations;
 pub mod containers;
-pub mod merge;
 pub mod metadata;
 pub mod override_policy;
 pub mod overrides;
@@ -103,13 +102,13 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     };
     let tpl = template::render(&render)?;
 
-    let mut out = pod.clone();
+    let mut base = pod.clone();
     if render.native {
         // A proxy customisation (or a classic injection) sits in `containers`; the native
         // template has it in `initContainers`: move it there before merging.
-        move_container(&mut out, "containers", "initContainers", PROXY);
+        move_container(&mut base, "containers", "initContainers", PROXY);
     }
-    merge::merge(&mut out, &tpl, merge::Kind::Pod);
+    let mut out = overrides::strategic_merge(&base, &tpl, overrides::Ty::Struct("Pod"));
     let tproxy = traffic.interception_mode == "TPROXY";
     overrides::reapply_overrides(
         &mut out,
