@@ -136,7 +136,10 @@ impl<'a> Injector<'a> {
         let serde_yaml::Value::Mapping(map) = document else {
             bail!("not a Kubernetes object (a map)");
         };
-        let kind = map.get("kind").and_then(serde_yaml::Value::as_str).unwrap_or("");
+        let kind = map
+            .get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or("");
         if kind == "List" {
             let mut list = document.clone();
             if let Some(serde_yaml::Value::Sequence(items)) = list.get_mut("items") {
@@ -152,8 +155,8 @@ impl<'a> Injector<'a> {
         if !workload::WORKLOAD_KINDS.contains(&kind) {
             return Ok(document.clone());
         }
-        let original: Value = serde_json::to_value(document)
-            .map_err(|e| anyhow!("cannot be read as JSON: {e}"))?;
+        let original: Value =
+            serde_json::to_value(document).map_err(|e| anyhow!("cannot be read as JSON: {e}"))?;
         let Some(injected) = self.workload(&original, label, out)? else {
             return Ok(document.clone());
         };
@@ -162,17 +165,27 @@ impl<'a> Injector<'a> {
     }
 
     /// The workload with its pod template injected; `None` when the policy changes nothing.
-    fn workload(&self, doc: &Value, label: &str, out: &mut Injected) -> anyhow::Result<Option<Value>> {
+    fn workload(
+        &self,
+        doc: &Value,
+        label: &str,
+        out: &mut Injected,
+    ) -> anyhow::Result<Option<Value>> {
         let pod = workload::to_pod(doc)?;
         let namespace = workload::request_namespace(doc);
-        let mut request =
-            workload::admission_request(&format!("revinject-kube-inject-{}", label.replace(' ', "-")), &namespace, &pod);
+        let mut request = workload::admission_request(
+            &format!("revinject-kube-inject-{}", label.replace(' ', "-")),
+            &namespace,
+            &pod,
+        );
         request["userInfo"] = json!({"username": "revinject-kube-inject"});
         let host = StaticNamespaces(BTreeMap::from([(
             namespace.clone(),
             namespace_object(&namespace, &self.namespace_labels),
         )]));
-        let response = self.runtime.admission_response(&request, &self.settings, &host)?;
+        let response = self
+            .runtime
+            .admission_response(&request, &self.settings, &host)?;
         for w in response.warnings.iter().flatten() {
             out.warnings.push(format!("{label}: {w}"));
         }
@@ -357,18 +370,21 @@ pub fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| -> anyhow::Result<()> {
-        let mut file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move the output into {}", path.display()))
-    })();
+    let result = write_then_rename(&tmp, path, contents);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file =
+        std::fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(tmp, path)
+        .with_context(|| format!("cannot move the output into {}", path.display()))
 }
 
 /// `revinject kube-inject`.
@@ -394,7 +410,11 @@ pub fn run(args: &KubeInjectArgs) -> anyhow::Result<()> {
     };
     let runtime = PolicyRuntime::load(&args.policy, &options)?;
     let injector = Injector::new(&runtime, settings, labels)?;
-    let source = if args.file == "-" { "stdin" } else { &args.file };
+    let source = if args.file == "-" {
+        "stdin"
+    } else {
+        &args.file
+    };
     let injected = injector
         .inject(&text)
         .with_context(|| format!("cannot inject {source}"))?;
@@ -431,13 +451,16 @@ mod tests {
         let docs = parse_documents("{\"kind\": \"Service\"}\n{\"kind\": \"Pod\"}").unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].1.get("kind").and_then(|k| k.as_str()), Some("Pod"));
-        let err = parse_documents("{\"a\": 1} {\"b\": ").unwrap_err().to_string();
+        let err = parse_documents("{\"a\": 1} {\"b\": ")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("document 2: invalid JSON"), "{err}");
     }
 
     #[test]
     fn reorder_keeps_original_order_and_appends_new_keys() {
-        let original: serde_yaml::Value = serde_yaml::from_str("z: 1\na: x\nm: {q: 1, b: 2}\n").unwrap();
+        let original: serde_yaml::Value =
+            serde_yaml::from_str("z: 1\na: x\nm: {q: 1, b: 2}\n").unwrap();
         let new = json!({"a": "x", "m": {"b": 3, "q": 1, "c": 4}, "z": 1, "new": true});
         let out = serde_yaml::to_string(&reorder_like(&original, &new)).unwrap();
         assert_eq!(out, "z: 1\na: x\nm:\n  q: 1\n  b: 3\n  c: 4\nnew: true\n");
@@ -462,7 +485,10 @@ mod tests {
     fn labels_are_parsed_and_checked() {
         let l = parse_labels("istio.io/rev=canary, a=b", "--x").unwrap();
         assert_eq!(l.len(), 2);
-        assert!(parse_labels("novalue", "--x").unwrap_err().to_string().contains("--x"));
+        assert!(parse_labels("novalue", "--x")
+            .unwrap_err()
+            .to_string()
+            .contains("--x"));
     }
 
     #[test]

@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 use crate::input::read_settings;
-use revision_injector::revision::{serves_default, INJECTION_LABEL, INJECT_LABEL, NAMESPACE_NAME_LABEL};
+use revision_injector::revision::{
+    serves_default, INJECTION_LABEL, INJECT_LABEL, NAMESPACE_NAME_LABEL,
+};
 use revision_injector::selector::{LabelSelector, Operator, Requirement};
 use revision_injector::settings::Settings;
 
@@ -92,7 +94,11 @@ pub fn namespace_selector(settings: &Settings) -> LabelSelector {
 /// The webhook `objectSelector`: every webhook of Istio's table excludes pods labelled
 /// `sidecar.istio.io/inject=false`.
 pub fn object_selector() -> LabelSelector {
-    LabelSelector::from_requirements(vec![Requirement::new(INJECT_LABEL, Operator::NotIn, &["false"])])
+    LabelSelector::from_requirements(vec![Requirement::new(
+        INJECT_LABEL,
+        Operator::NotIn,
+        &["false"],
+    )])
 }
 
 /// `istio-injector-<revision>`.
@@ -177,16 +183,60 @@ pub fn policy_server_entry(settings: &Value, module: &str) -> anyhow::Result<Val
     }))
 }
 
+/// Keys printed first, in this order, the way Kubernetes manifests are usually written; the
+/// others follow alphabetically.
+const KEY_ORDER: [&str; 12] = [
+    "apiVersion",
+    "kind",
+    "name",
+    "metadata",
+    "module",
+    "mode",
+    "policyMode",
+    "mutating",
+    "allowedToMutate",
+    "key",
+    "operator",
+    "values",
+];
+
+/// `value` as YAML with [`KEY_ORDER`] applied to every map (settings are left as given).
+fn ordered(value: &Value) -> serde_yaml::Value {
+    match value {
+        Value::Object(map) => {
+            let rank = |k: &str| {
+                KEY_ORDER
+                    .iter()
+                    .position(|o| *o == k)
+                    .unwrap_or(KEY_ORDER.len())
+            };
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| (rank(a), *a).cmp(&(rank(b), *b)));
+            let mut out = serde_yaml::Mapping::new();
+            for (k, v) in entries {
+                let v = if k == "settings" {
+                    serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null)
+                } else {
+                    ordered(v)
+                };
+                out.insert(serde_yaml::Value::String(k.clone()), v);
+            }
+            serde_yaml::Value::Mapping(out)
+        }
+        Value::Array(items) => serde_yaml::Value::Sequence(items.iter().map(ordered).collect()),
+        other => serde_yaml::to_value(other).unwrap_or(serde_yaml::Value::Null),
+    }
+}
+
 /// The text `revinject manifest` prints: the policy, then (`--policy-server`) the entry.
 pub fn render(args: &ManifestArgs) -> anyhow::Result<String> {
     let settings = settings_from(args)?;
-    let mut out = serde_yaml::to_string(&cluster_admission_policy(&settings, &args.module)?)?;
+    let policy = cluster_admission_policy(&settings, &args.module)?;
+    let mut out = serde_yaml::to_string(&ordered(&policy))?;
     if args.policy_server {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&policy_server_entry(
-            &settings,
-            &args.module,
-        )?)?);
+        let entry = policy_server_entry(&settings, &args.module)?;
+        out.push_str(&serde_yaml::to_string(&ordered(&entry))?);
     }
     Ok(out)
 }
@@ -221,7 +271,14 @@ mod tests {
             json!({"revision": "canary", "ignoredNamespaces": ["tools"]}),
             json!({"revision": "canary", "tags": ["default"], "ignoredNamespaces": []}),
         ];
-        let names = [None, Some("default"), Some("canary"), Some("prod"), Some("asm-1234-1"), Some("other")];
+        let names = [
+            None,
+            Some("default"),
+            Some("canary"),
+            Some("prod"),
+            Some("asm-1234-1"),
+            Some("other"),
+        ];
         for v in variants {
             let s = Settings::from_value(&v).unwrap();
             let (ns_sel, obj_sel) = (namespace_selector(&s), object_selector());
@@ -234,13 +291,17 @@ mod tests {
                         ns.insert(NAMESPACE_NAME_LABEL.into(), ns_name.into());
                         for inject in [None, Some("true"), Some("false"), Some("yes")] {
                             for pod_rev in names {
-                                let pod_labels = labels(&[(INJECT_LABEL, inject), (REV_LABEL, pod_rev)]);
+                                let pod_labels =
+                                    labels(&[(INJECT_LABEL, inject), (REV_LABEL, pod_rev)]);
                                 let pod = json!({"metadata": {"labels": pod_labels}, "spec": {"containers": []}});
                                 let d = decide(&s, ns_name, &ns, &pod);
                                 let passes = ns_sel.matches(&ns) && obj_sel.matches(&pod_labels);
                                 if d.inject {
                                     injected += 1;
-                                    assert!(passes, "{v}: {ns:?} {pod_labels:?} is injected but filtered out");
+                                    assert!(
+                                        passes,
+                                        "{v}: {ns:?} {pod_labels:?} is injected but filtered out"
+                                    );
                                 } else if !passes {
                                     excluded += 1;
                                 }
@@ -249,7 +310,10 @@ mod tests {
                     }
                 }
             }
-            assert!(injected > 0 && excluded > 0, "{v}: {injected} injected, {excluded} excluded");
+            assert!(
+                injected > 0 && excluded > 0,
+                "{v}: {injected} injected, {excluded} excluded"
+            );
         }
     }
 
@@ -263,12 +327,18 @@ mod tests {
             ..Default::default()
         };
         let s = settings_from(&args).unwrap();
-        assert_eq!(s, json!({"revision": "asm-1234-1", "tags": ["prod"], "defaultRevision": true}));
+        assert_eq!(
+            s,
+            json!({"revision": "asm-1234-1", "tags": ["prod"], "defaultRevision": true})
+        );
         let bad = ManifestArgs {
             revision: Some("Not_A_Label".into()),
             ..args
         };
-        assert!(settings_from(&bad).unwrap_err().to_string().contains("revision"));
+        assert!(settings_from(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("revision"));
     }
 
     #[test]
@@ -279,7 +349,8 @@ mod tests {
             sel["matchExpressions"][1],
             json!({"key": "istio-injection", "operator": "DoesNotExist"})
         );
-        let policy = cluster_admission_policy(&json!({"revision": "canary"}), DEFAULT_MODULE).unwrap();
+        let policy =
+            cluster_admission_policy(&json!({"revision": "canary"}), DEFAULT_MODULE).unwrap();
         assert_eq!(policy["metadata"]["name"], "istio-injector-canary");
         assert_eq!(policy["spec"]["settings"], json!({"revision": "canary"}));
     }

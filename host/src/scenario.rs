@@ -192,7 +192,9 @@ impl Step {
         for (k, v) in map {
             match k.as_str() {
                 "expect" => {
-                    expect = Some(serde_json::from_value(v.clone()).map_err(|e| format!("expect: {e}"))?)
+                    expect = Some(
+                        serde_json::from_value(v.clone()).map_err(|e| format!("expect: {e}"))?,
+                    )
                 }
                 "note" => note = Some(v.as_str().ok_or("note: must be a string")?.to_string()),
                 _ => {
@@ -208,7 +210,11 @@ impl Step {
             ));
         }
         let action = serde_json::from_value(Value::Object(action)).map_err(|e| e.to_string())?;
-        Ok(Step { action, note, expect })
+        Ok(Step {
+            action,
+            note,
+            expect,
+        })
     }
 }
 
@@ -227,9 +233,14 @@ impl Action {
             Action::Remove(r) => format!("remove revision {r}"),
             Action::MoveTag(m) => format!("move tag {} to revision {}", m.tag, m.to),
             Action::Relabel(r) => {
-                let mut parts: Vec<String> = r.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let mut parts: Vec<String> =
+                    r.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 parts.extend(r.remove.iter().map(|k| format!("{k}-")));
-                format!("kubectl label namespace {} {} --overwrite", r.namespace, parts.join(" "))
+                format!(
+                    "kubectl label namespace {} {} --overwrite",
+                    r.namespace,
+                    parts.join(" ")
+                )
             }
             Action::Restart(r) => match &r.workload {
                 Some(w) => format!("restart {}/{w}", r.namespace),
@@ -262,13 +273,21 @@ impl Scenario {
         let mut seen = std::collections::BTreeSet::new();
         for w in &self.workloads {
             if !self.namespaces.contains_key(&w.namespace) {
-                bail!("workload {}: namespace {:?} is not declared", w.name, w.namespace);
+                bail!(
+                    "workload {}: namespace {:?} is not declared",
+                    w.name,
+                    w.namespace
+                );
             }
             if !seen.insert(format!("{}/{}", w.namespace, w.name)) {
                 bail!("workload {}/{} is declared twice", w.namespace, w.name);
             }
             if !w.template.is_object() {
-                bail!("workload {}/{}: template must be a map", w.namespace, w.name);
+                bail!(
+                    "workload {}/{}: template must be a map",
+                    w.namespace,
+                    w.name
+                );
             }
         }
         for (i, step) in self.steps.iter().enumerate() {
@@ -291,7 +310,10 @@ impl Scenario {
                 }
             }
         }
-        let expects = self.expect.iter().chain(self.steps.iter().filter_map(|s| s.expect.as_ref()));
+        let expects = self
+            .expect
+            .iter()
+            .chain(self.steps.iter().filter_map(|s| s.expect.as_ref()));
         for expect in expects {
             if let Some(pod) = expect.pods.keys().find(|p| !seen.contains(*p)) {
                 bail!("expect: no workload {pod} (pods are named namespace/workload)");
@@ -333,19 +355,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.steps.len(), 2);
         assert!(matches!(s.steps[0].action, Action::Relabel(_)));
-        assert_eq!(s.steps[0].expect.as_ref().unwrap().flags[0].kind, FlagKind::Stale);
+        assert_eq!(
+            s.steps[0].expect.as_ref().unwrap().flags[0].kind,
+            FlagKind::Stale
+        );
         assert_eq!(s.steps[1].action.describe(), "remove revision r1");
     }
 
     #[test]
     fn mistakes_are_named() {
-        let two = Scenario::parse(&format!("{BASE}steps:\n- remove: r1\n  restart: {{namespace: a}}\n"));
+        let two = Scenario::parse(&format!(
+            "{BASE}steps:\n- remove: r1\n  restart: {{namespace: a}}\n"
+        ));
         assert!(format!("{:#}", two.unwrap_err()).contains("exactly one action"));
         let ns = Scenario::parse(&format!("{BASE}steps:\n- restart: {{namespace: b}}\n"));
         assert!(format!("{:#}", ns.unwrap_err()).contains("\"b\""));
         let pod = Scenario::parse(&format!("{BASE}expect: {{pods: {{a/x: r1}}}}\nsteps: []\n"));
         assert!(format!("{:#}", pod.unwrap_err()).contains("a/x"));
-        let typo = Scenario::parse(&format!("{BASE}steps:\n- restart: {{namespace: a, workloads: w}}\n"));
+        let typo = Scenario::parse(&format!(
+            "{BASE}steps:\n- restart: {{namespace: a, workloads: w}}\n"
+        ));
         assert!(format!("{:#}", typo.unwrap_err()).contains("workloads"));
     }
 

@@ -172,17 +172,28 @@ fn revision_of(pod: &Value, injected_by: &[String]) -> Option<String> {
     }
     let from_status = annotation(STATUS_ANNOTATION)
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .and_then(|s| s.get("revision").and_then(Value::as_str).map(str::to_string));
+        .and_then(|s| {
+            s.get("revision")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     from_status.or_else(|| injected_by.last().cloned())
 }
 
 fn show_labels(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl<'a> Rehearsal<'a> {
     /// Install the initial revisions and create every workload's pod.
-    pub fn start(runtime: &'a PolicyRuntime, scenario: &'a Scenario) -> anyhow::Result<Rehearsal<'a>> {
+    pub fn start(
+        runtime: &'a PolicyRuntime,
+        scenario: &'a Scenario,
+    ) -> anyhow::Result<Rehearsal<'a>> {
         let mut r = Rehearsal {
             runtime,
             scenario,
@@ -213,7 +224,10 @@ impl<'a> Rehearsal<'a> {
     fn check_settings(&self, name: &str, settings: &Value) -> anyhow::Result<()> {
         let (valid, message) = self.runtime.validate_settings(settings)?;
         if !valid {
-            bail!("revision {name}: invalid settings: {}", message.unwrap_or_default());
+            bail!(
+                "revision {name}: invalid settings: {}",
+                message.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -221,7 +235,8 @@ impl<'a> Rehearsal<'a> {
     /// Create the workload's pod now: every installed revision's webhook, in name order.
     fn create(&self, w: &Workload, when: &str) -> anyhow::Result<Pod> {
         let mut pod = pod_for(w)?;
-        let host = StaticNamespaces::from_labels(self.namespaces.iter().map(|(k, v)| (k.as_str(), v)));
+        let host =
+            StaticNamespaces::from_labels(self.namespaces.iter().map(|(k, v)| (k.as_str(), v)));
         let mut ns_labels = self
             .namespaces
             .get(&w.namespace)
@@ -233,13 +248,15 @@ impl<'a> Rehearsal<'a> {
         let key = pod_key(w);
         let mut injected_by = Vec::new();
         for (name, settings) in &self.revisions {
-            let parsed = Settings::from_value(settings).map_err(|e| anyhow!("revision {name}: {e}"))?;
+            let parsed =
+                Settings::from_value(settings).map_err(|e| anyhow!("revision {name}: {e}"))?;
             let called = manifest::namespace_selector(&parsed).matches(&ns_labels)
                 && manifest::object_selector().matches(&labels_of(&pod));
             if !called {
                 continue;
             }
-            let request = workload::admission_request(&format!("upgrade-{key}"), &w.namespace, &pod);
+            let request =
+                workload::admission_request(&format!("upgrade-{key}"), &w.namespace, &pod);
             let response = self
                 .runtime
                 .admission_response(&request, settings, &host)
@@ -261,14 +278,23 @@ impl<'a> Rehearsal<'a> {
         }
         Ok(Pod {
             pod: key,
-            revision: if injected_by.is_empty() { None } else { revision_of(&pod, &injected_by) },
+            revision: if injected_by.is_empty() {
+                None
+            } else {
+                revision_of(&pod, &injected_by)
+            },
             injected_by,
             rejected: None,
             created_at: when.to_string(),
         })
     }
 
-    fn restart(&mut self, namespace: &str, workload: Option<&str>, when: &str) -> anyhow::Result<()> {
+    fn restart(
+        &mut self,
+        namespace: &str,
+        workload: Option<&str>,
+        when: &str,
+    ) -> anyhow::Result<()> {
         let scenario = self.scenario;
         for w in &scenario.workloads {
             if w.namespace == namespace && workload.is_none_or(|n| n == w.name) {
@@ -290,13 +316,22 @@ impl<'a> Rehearsal<'a> {
             }
             Action::MoveTag(m) => {
                 if !self.revisions.contains_key(&m.to) {
-                    bail!("cannot move tag {} to {}: that revision is not installed", m.tag, m.to);
+                    bail!(
+                        "cannot move tag {} to {}: that revision is not installed",
+                        m.tag,
+                        m.to
+                    );
                 }
                 for (name, settings) in self.revisions.iter_mut() {
                     let mut tags: Vec<String> = settings
                         .get("tags")
                         .and_then(Value::as_array)
-                        .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .map(|t| {
+                            t.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     tags.retain(|t| t != &m.tag);
                     if name == &m.to {
@@ -384,17 +419,27 @@ impl<'a> Rehearsal<'a> {
             };
             let key = &pod.pod;
             if let Some(why) = &pod.rejected {
-                raise(FlagKind::Rejected, key, format!("pod {key} could not be created: {why}"));
+                raise(
+                    FlagKind::Rejected,
+                    key,
+                    format!("pod {key} could not be created: {why}"),
+                );
                 continue;
             }
             if pod.injected_by.len() > 1 {
                 raise(
                     FlagKind::DoubleInjection,
                     key,
-                    format!("pod {key} was injected by {}", pod.injected_by.join(" and ")),
+                    format!(
+                        "pod {key} was injected by {}",
+                        pod.injected_by.join(" and ")
+                    ),
                 );
             }
-            let removed = pod.revision.as_ref().filter(|r| !self.revisions.contains_key(*r));
+            let removed = pod
+                .revision
+                .as_ref()
+                .filter(|r| !self.revisions.contains_key(*r));
             if let Some(r) = removed {
                 raise(
                     FlagKind::RemovedRevision,
@@ -404,19 +449,33 @@ impl<'a> Rehearsal<'a> {
             }
             let fresh = self.create(w, "now")?;
             if let Some(why) = &fresh.rejected {
-                raise(FlagKind::Rejected, key, format!("a new pod {key} would be refused: {why}"));
+                raise(
+                    FlagKind::Rejected,
+                    key,
+                    format!("a new pod {key} would be refused: {why}"),
+                );
                 continue;
             }
-            if fresh.injected_by.len() > 1 && pod.injected_by.len() <= 1 {
+            let doubled = fresh.injected_by.len() > 1;
+            if doubled && pod.injected_by.len() <= 1 {
                 raise(
                     FlagKind::DoubleInjection,
                     key,
-                    format!("a new pod {key} would be injected by {}", fresh.injected_by.join(" and ")),
+                    format!(
+                        "a new pod {key} would be injected by {}",
+                        fresh.injected_by.join(" and ")
+                    ),
                 );
             }
-            if removed.is_none() && fresh.revision != pod.revision {
-                let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "no revision".to_string());
-                let labels = self.namespaces.get(&w.namespace).map(show_labels).unwrap_or_default();
+            // A removed revision or a looming double injection already says why to act.
+            if removed.is_none() && !doubled && fresh.revision != pod.revision {
+                let show =
+                    |r: &Option<String>| r.clone().unwrap_or_else(|| "no revision".to_string());
+                let labels = self
+                    .namespaces
+                    .get(&w.namespace)
+                    .map(show_labels)
+                    .unwrap_or_default();
                 raise(
                     FlagKind::Stale,
                     key,
@@ -434,7 +493,13 @@ impl<'a> Rehearsal<'a> {
     }
 
     /// The report of the current state against `expect`.
-    pub fn report(&self, index: usize, action: String, note: Option<String>, expect: Option<&Expect>) -> anyhow::Result<StepReport> {
+    pub fn report(
+        &self,
+        index: usize,
+        action: String,
+        note: Option<String>,
+        expect: Option<&Expect>,
+    ) -> anyhow::Result<StepReport> {
         let mut flags = self.flags()?;
         let empty = Expect::default();
         let expect = expect.unwrap_or(&empty);
@@ -448,13 +513,19 @@ impl<'a> Rehearsal<'a> {
         for e in &expect.flags {
             if !flags.iter().any(|f| matches(e, f)) {
                 let subject = e.subject.as_deref().unwrap_or("(any)");
-                failures.push(format!("expected flag {} {subject} was not raised", e.kind.name()));
+                failures.push(format!(
+                    "expected flag {} {subject} was not raised",
+                    e.kind.name()
+                ));
             }
         }
         for (key, want) in &expect.pods {
             match self.pods.get(key) {
                 Some(pod) if pod.state() == want => {}
-                Some(pod) => failures.push(format!("pod {key} runs on {}, expected {want}", pod.state())),
+                Some(pod) => failures.push(format!(
+                    "pod {key} runs on {}, expected {want}",
+                    pod.state()
+                )),
                 None => failures.push(format!("pod {key} does not exist")),
             }
         }
@@ -472,13 +543,23 @@ impl<'a> Rehearsal<'a> {
 /// Play the whole scenario.
 pub fn rehearse(runtime: &PolicyRuntime, scenario: &Scenario) -> anyhow::Result<Report> {
     let mut r = Rehearsal::start(runtime, scenario).context("at the start")?;
-    let mut steps = vec![r.report(0, "create the pods".to_string(), None, scenario.expect.as_ref())?];
+    let mut steps = vec![r.report(
+        0,
+        "create the pods".to_string(),
+        None,
+        scenario.expect.as_ref(),
+    )?];
     for (i, step) in scenario.steps.iter().enumerate() {
         let index = i + 1;
         let when = format!("step {index}");
         r.apply(&step.action, &when)
             .with_context(|| format!("step {index} ({})", step.action.describe()))?;
-        steps.push(r.report(index, step.action.describe(), step.note.clone(), step.expect.as_ref())?);
+        steps.push(r.report(
+            index,
+            step.action.describe(),
+            step.note.clone(),
+            step.expect.as_ref(),
+        )?);
     }
     Ok(Report {
         scenario: scenario.name.clone(),
@@ -491,21 +572,54 @@ pub fn rehearse(runtime: &PolicyRuntime, scenario: &Scenario) -> anyhow::Result<
 pub fn render_text(report: &Report) -> String {
     let mut out = format!("Scenario: {}\n", report.scenario);
     for step in &report.steps {
-        let title = if step.index == 0 { "start".to_string() } else { format!("step {}", step.index) };
+        let title = if step.index == 0 {
+            "start".to_string()
+        } else {
+            format!("step {}", step.index)
+        };
         out.push_str(&format!("\n== {title}: {}\n", step.action));
         if let Some(note) = &step.note {
-            out.push_str(&format!("   {note}\n"));
+            out.push_str(&format!("   {}\n", note.trim()));
         }
-        let width = step.pods.iter().map(|p| p.pod.len()).max().unwrap_or(3).max(3);
-        let rev_width = step.pods.iter().map(|p| p.state().len()).max().unwrap_or(8).max(8);
-        out.push_str(&format!("   {:<width$}   {:<rev_width$}   INJECTED BY / CREATED\n", "POD", "REVISION"));
+        let width = step
+            .pods
+            .iter()
+            .map(|p| p.pod.len())
+            .max()
+            .unwrap_or(3)
+            .max(3);
+        let rev_width = step
+            .pods
+            .iter()
+            .map(|p| p.state().len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        out.push_str(&format!(
+            "   {:<width$}   {:<rev_width$}   INJECTED BY / CREATED\n",
+            "POD", "REVISION"
+        ));
         for p in &step.pods {
-            let by = if p.injected_by.is_empty() { "-".to_string() } else { p.injected_by.join("+") };
-            out.push_str(&format!("   {:<width$}   {:<rev_width$}   {by} / {}\n", p.pod, p.state(), p.created_at));
+            let by = if p.injected_by.is_empty() {
+                "-".to_string()
+            } else {
+                p.injected_by.join("+")
+            };
+            out.push_str(&format!(
+                "   {:<width$}   {:<rev_width$}   {by} / {}\n",
+                p.pod,
+                p.state(),
+                p.created_at
+            ));
         }
         for f in &step.flags {
             let tag = if f.expected { "expected" } else { "UNEXPECTED" };
-            out.push_str(&format!("   flag {} {} ({tag}): {}\n", f.kind.name(), f.subject, f.message));
+            out.push_str(&format!(
+                "   flag {} {} ({tag}): {}\n",
+                f.kind.name(),
+                f.subject,
+                f.message
+            ));
         }
         for failure in &step.failures {
             out.push_str(&format!("   FAILED: {failure}\n"));
@@ -515,10 +629,19 @@ pub fn render_text(report: &Report) -> String {
         .steps
         .iter()
         .filter(|s| !s.ok())
-        .map(|s| if s.index == 0 { "start".to_string() } else { format!("step {}", s.index) })
+        .map(|s| {
+            if s.index == 0 {
+                "start".to_string()
+            } else {
+                format!("step {}", s.index)
+            }
+        })
         .collect();
     if failed.is_empty() {
-        out.push_str(&format!("\nOK: {} steps, every flag expected.\n", report.steps.len() - 1));
+        out.push_str(&format!(
+            "\nOK: {} steps, every flag expected.\n",
+            report.steps.len().saturating_sub(1)
+        ));
     } else {
         out.push_str(&format!("\nFAILED at {}\n", failed.join(", ")));
     }
@@ -538,5 +661,9 @@ pub fn run(args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Text => print!("{}", render_text(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -120,7 +120,12 @@ data: {key: value}
 fn proxy_count(spec: &Value) -> usize {
     ["containers", "initContainers"]
         .iter()
-        .flat_map(|k| spec.get(*k).and_then(Value::as_array).cloned().unwrap_or_default())
+        .flat_map(|k| {
+            spec.get(*k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|c| c["name"] == "istio-proxy")
         .count()
 }
@@ -136,7 +141,10 @@ fn kube_inject_injects_templates_and_passes_other_documents_through() {
         .filter(|d| !d.is_null())
         .collect();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Service", "Deployment", "CronJob", "Pod", "ConfigMap"]);
+    assert_eq!(
+        kinds,
+        ["Service", "Deployment", "CronJob", "Pod", "ConfigMap"]
+    );
     assert!(!out.yaml.contains("comment"));
     assert_eq!(out.mutated, 2, "{}", out.yaml);
 
@@ -149,9 +157,14 @@ fn kube_inject_injects_templates_and_passes_other_documents_through() {
     assert_eq!(dep["metadata"], orig["metadata"]);
     assert_eq!(dep["spec"]["replicas"], 2);
     let template = &dep["spec"]["template"];
-    assert_eq!(template["metadata"]["annotations"]["istio.io/rev"], "canary");
+    assert_eq!(
+        template["metadata"]["annotations"]["istio.io/rev"],
+        "canary"
+    );
     assert_eq!(template["metadata"]["labels"]["app"], "web");
-    assert!(template["metadata"]["labels"].get("pod-template-hash").is_none());
+    assert!(template["metadata"]["labels"]
+        .get("pod-template-hash")
+        .is_none());
     assert!(template["metadata"].get("generateName").is_none());
     assert_eq!(proxy_count(&template["spec"]), 1);
     // The CronJob's template lives under jobTemplate.
@@ -161,7 +174,10 @@ fn kube_inject_injects_templates_and_passes_other_documents_through() {
     assert_eq!(docs[2]["spec"]["schedule"], "0 1 * * *");
     // The input's key order is kept: apiVersion, kind, metadata, spec.
     let deployment_text = out.yaml.split("---\n").nth(1).unwrap();
-    assert!(deployment_text.starts_with("apiVersion: apps/v1\nkind: Deployment\nmetadata:"), "{deployment_text}");
+    assert!(
+        deployment_text.starts_with("apiVersion: apps/v1\nkind: Deployment\nmetadata:"),
+        "{deployment_text}"
+    );
 
     // Injecting the output again changes nothing (re-injection is idempotent).
     let again = injector.inject(&out.yaml).unwrap();
@@ -176,13 +192,19 @@ fn kube_inject_namespace_labels_decide_like_the_cluster() {
     let injector = Injector::new(&runtime, json!({"revision": "canary"}), Some(off)).unwrap();
     let out = injector.inject(MANIFEST).unwrap();
     assert_eq!(out.mutated, 0);
-    let input: Vec<Value> = yaml_documents(MANIFEST).into_iter().filter(|d| !d.is_null()).collect();
+    let input: Vec<Value> = yaml_documents(MANIFEST)
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect();
     assert_eq!(yaml_documents(&out.yaml), input);
     // The default revision is selected by istio-injection=enabled by default.
     let default = Injector::new(&runtime, json!({}), None).unwrap();
     let out = default.inject(MANIFEST).unwrap();
     let docs = yaml_documents(&out.yaml);
-    assert_eq!(docs[1]["spec"]["template"]["metadata"]["annotations"]["istio.io/rev"], "default");
+    assert_eq!(
+        docs[1]["spec"]["template"]["metadata"]["annotations"]["istio.io/rev"],
+        "default"
+    );
 }
 
 #[test]
@@ -191,14 +213,20 @@ fn kube_inject_errors_name_the_document_and_write_nothing() {
     let injector = Injector::new(&runtime, json!({"revision": "canary"}), None).unwrap();
     let broken = format!("{MANIFEST}---\nkind: Pod\nmetadata: [unclosed\n");
     let err = format!("{:#}", injector.inject(&broken).unwrap_err());
-    assert!(err.contains("document 7") && err.contains("invalid YAML"), "{err}");
+    assert!(
+        err.contains("document 7") && err.contains("invalid YAML"),
+        "{err}"
+    );
 
     // A pod the policy rejects (an invalid annotation) names the document and the problem.
     let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\n\
                metadata:\n  name: bad\n  annotations: {traffic.sidecar.istio.io/includeOutboundIPRanges: not-a-cidr}\n\
                spec: {containers: [{name: app, image: busybox}]}\n";
     let err = format!("{:#}", injector.inject(bad).unwrap_err());
-    assert!(err.contains("document 2 (Pod bad)") && err.contains("rejected"), "{err}");
+    assert!(
+        err.contains("document 2 (Pod bad)") && err.contains("rejected"),
+        "{err}"
+    );
     assert!(err.contains("includeOutboundIPRanges"), "{err}");
 
     assert!(Injector::new(&runtime, json!({"revison": "x"}), None).is_err());
@@ -209,7 +237,13 @@ fn kube_inject_errors_name_the_document_and_write_nothing() {
     std::fs::write(&input, bad).unwrap();
     std::fs::write(&output, "previous\n").unwrap();
     let (ok, _, stderr) = cli(
-        &["kube-inject", "-f", input.to_str().unwrap(), "-o", output.to_str().unwrap()],
+        &[
+            "kube-inject",
+            "-f",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ],
         None,
     );
     assert!(!ok);
@@ -217,8 +251,15 @@ fn kube_inject_errors_name_the_document_and_write_nothing() {
     assert_eq!(std::fs::read_to_string(&output).unwrap(), "previous\n");
     std::fs::write(&input, MANIFEST).unwrap();
     let (ok, stdout, stderr) = cli(
-        &["kube-inject", "-f", input.to_str().unwrap(), "-o", output.to_str().unwrap(),
-          "--namespace-labels", "istio.io/rev=canary"],
+        &[
+            "kube-inject",
+            "-f",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--namespace-labels",
+            "istio.io/rev=canary",
+        ],
         None,
     );
     assert!(ok, "{stderr}");
@@ -235,13 +276,22 @@ fn kube_inject_reads_json_from_stdin() {
     let settings = temp_dir("ki-json").join("settings.yaml");
     std::fs::write(&settings, "revision: asm-1234-1\n").unwrap();
     let (ok, stdout, stderr) = cli(
-        &["kube-inject", "-f", "-", "--settings", settings.to_str().unwrap()],
+        &[
+            "kube-inject",
+            "-f",
+            "-",
+            "--settings",
+            settings.to_str().unwrap(),
+        ],
         Some(&pod.to_string()),
     );
     assert!(ok, "{stderr}");
     let docs = yaml_documents(&stdout);
     assert_eq!(docs.len(), 1);
-    assert_eq!(docs[0]["metadata"]["annotations"]["istio.io/rev"], "asm-1234-1");
+    assert_eq!(
+        docs[0]["metadata"]["annotations"]["istio.io/rev"],
+        "asm-1234-1"
+    );
     assert_eq!(proxy_count(&docs[0]["spec"]), 1);
     std::fs::remove_dir_all(settings.parent().unwrap()).unwrap();
 }
@@ -250,8 +300,18 @@ fn kube_inject_reads_json_from_stdin() {
 fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
     let runtime = policy();
     let (ok, stdout, stderr) = cli(
-        &["manifest", "--revision", "asm-1234-1", "--tag", "prod", "--tag", "stable", "--policy-server",
-          "--module", "file:///policies/revision-injector.wasm"],
+        &[
+            "manifest",
+            "--revision",
+            "asm-1234-1",
+            "--tag",
+            "prod",
+            "--tag",
+            "stable",
+            "--policy-server",
+            "--module",
+            "file:///policies/revision-injector.wasm",
+        ],
         None,
     );
     assert!(ok, "{stderr}");
@@ -270,7 +330,10 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
         spec["rules"],
         json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}])
     );
-    assert_eq!(spec["contextAwareResources"], json!([{"apiVersion": "v1", "kind": "Namespace"}]));
+    assert_eq!(
+        spec["contextAwareResources"],
+        json!([{"apiVersion": "v1", "kind": "Namespace"}])
+    );
     assert_eq!(
         spec["settings"],
         json!({"revision": "asm-1234-1", "tags": ["prod", "stable"]})
@@ -291,7 +354,10 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
     assert_eq!(entry["allowedToMutate"], true);
     assert_eq!(entry["module"], spec["module"]);
     assert_eq!(entry["settings"], spec["settings"]);
-    assert_eq!(entry["contextAwareResources"], spec["contextAwareResources"]);
+    assert_eq!(
+        entry["contextAwareResources"],
+        spec["contextAwareResources"]
+    );
 
     // A settings file is the base; invalid settings are refused before anything is printed.
     let dir = temp_dir("manifest");
@@ -301,7 +367,10 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
     assert!(ok);
     let policy = &yaml_documents(&stdout)[0];
     assert_eq!(policy["spec"]["settings"]["defaultRevision"], true);
-    assert_eq!(policy["spec"]["namespaceSelector"]["matchExpressions"][0]["values"], json!(["tools"]));
+    assert_eq!(
+        policy["spec"]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["tools"])
+    );
     let (ok, stdout, stderr) = cli(&["manifest", "--revision", "Bad_Name"], None);
     assert!(!ok && stdout.is_empty());
     assert!(stderr.contains("revision"), "{stderr}");
@@ -318,9 +387,18 @@ fn manifest_selectors_never_hide_a_pod_the_policy_injects() {
         json!({"revision": "asm-1234-1", "defaultRevision": true, "enableNamespacesByDefault": true}),
         json!({}),
     ];
-    let revs = [None, Some("default"), Some("canary"), Some("prod"), Some("other")];
+    let revs = [
+        None,
+        Some("default"),
+        Some("canary"),
+        Some("prod"),
+        Some("other"),
+    ];
     let labels = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, String> {
-        pairs.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))).collect()
+        pairs
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
+            .collect()
     };
     for settings in variants {
         let parsed = Settings::from_value(&settings).unwrap();
@@ -329,18 +407,25 @@ fn manifest_selectors_never_hide_a_pod_the_policy_injects() {
         for ns_name in ["apps", "kube-system"] {
             for injection in [None, Some("enabled"), Some("disabled"), Some("x")] {
                 for ns_rev in revs {
-                    let ns_labels = labels(&[("istio-injection", injection), ("istio.io/rev", ns_rev)]);
+                    let ns_labels =
+                        labels(&[("istio-injection", injection), ("istio.io/rev", ns_rev)]);
                     let namespace = namespace_object(ns_name, &ns_labels);
                     let full_ns = revision_injector::admission::labels_of(&namespace);
                     let host = StaticNamespaces(BTreeMap::from([(ns_name.to_string(), namespace)]));
                     for inject in [None, Some("true"), Some("false")] {
                         for pod_rev in revs {
-                            let pod_labels = labels(&[("sidecar.istio.io/inject", inject), ("istio.io/rev", pod_rev)]);
+                            let pod_labels = labels(&[
+                                ("sidecar.istio.io/inject", inject),
+                                ("istio.io/rev", pod_rev),
+                            ]);
                             let pod = json!({"apiVersion": "v1", "kind": "Pod",
                                 "metadata": {"name": "p", "namespace": ns_name, "labels": pod_labels},
                                 "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
-                            let request = revinject::workload::admission_request("u", ns_name, &pod);
-                            let response = runtime.admission_response(&request, &settings, &host).unwrap();
+                            let request =
+                                revinject::workload::admission_request("u", ns_name, &pod);
+                            let response = runtime
+                                .admission_response(&request, &settings, &host)
+                                .unwrap();
                             let decision: Value = serde_json::from_str(
                                 &response.audit_annotations.as_ref().unwrap()[DECISION_AUDIT_KEY],
                             )
@@ -358,7 +443,10 @@ fn manifest_selectors_never_hide_a_pod_the_policy_injects() {
                 }
             }
         }
-        assert!(injected > 0 && filtered > 0, "{settings}: {injected} injected, {filtered} filtered");
+        assert!(
+            injected > 0 && filtered > 0,
+            "{settings}: {injected} injected, {filtered} filtered"
+        );
     }
 }
 
@@ -369,7 +457,12 @@ fn scenario_report(path: &str) -> Report {
 }
 
 fn state<'a>(report: &'a Report, step: usize, pod: &str) -> &'a str {
-    report.steps[step].pods.iter().find(|p| p.pod == pod).unwrap().state()
+    report.steps[step]
+        .pods
+        .iter()
+        .find(|p| p.pod == pod)
+        .unwrap()
+        .state()
 }
 
 #[test]
@@ -385,7 +478,10 @@ fn bundled_canary_upgrade_plays_the_seed() {
     assert_eq!(state(&report, 8, "legacy/reports"), "asm-1233-2");
     let last = report.steps.last().unwrap();
     assert!(last.flags.is_empty());
-    assert!(last.pods.iter().all(|p| p.state() == "asm-1234-1" || p.pod == "tools/debug"));
+    assert!(last
+        .pods
+        .iter()
+        .all(|p| p.state() == "asm-1234-1" || p.pod == "tools/debug"));
 }
 
 #[test]
@@ -394,7 +490,11 @@ fn bundled_tag_move_follows_the_tag_on_restart_only() {
     assert!(report.ok, "{}", render_text(&report));
     assert_eq!(state(&report, 1, "shop/cart"), "asm-1233-2");
     assert_eq!(state(&report, 2, "shop/cart"), "asm-1234-1");
-    let removed: Vec<_> = report.steps[7].flags.iter().map(|f| (f.kind, f.subject.as_str())).collect();
+    let removed: Vec<_> = report.steps[7]
+        .flags
+        .iter()
+        .map(|f| (f.kind, f.subject.as_str()))
+        .collect();
     assert_eq!(removed, [(FlagKind::RemovedRevision, "payments/checkout")]);
 }
 
@@ -414,7 +514,8 @@ fn two_default_revisions_inject_twice() {
         - restart: {namespace: apps}\n";
     let report = small(rest);
     assert!(!report.ok);
-    let kinds = |i: usize| -> Vec<FlagKind> { report.steps[i].flags.iter().map(|f| f.kind).collect() };
+    let kinds =
+        |i: usize| -> Vec<FlagKind> { report.steps[i].flags.iter().map(|f| f.kind).collect() };
     assert!(kinds(0).is_empty());
     // Installing makes new pods doubly injected; after the restart the pod is.
     assert_eq!(kinds(1), [FlagKind::DoubleInjection]);
@@ -435,7 +536,10 @@ fn expectations_and_flags_decide_the_exit_code() {
     write(&format!(
         "{base}expect: {{pods: {{apps/w: none}}, flags: [{{kind: unknownRevision, subject: apps}}]}}\nsteps: []\n"
     ));
-    let (ok, stdout, stderr) = cli(&["upgrade", file.to_str().unwrap(), "--output", "json"], None);
+    let (ok, stdout, stderr) = cli(
+        &["upgrade", file.to_str().unwrap(), "--output", "json"],
+        None,
+    );
     assert!(ok, "{stdout}{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -445,17 +549,26 @@ fn expectations_and_flags_decide_the_exit_code() {
     write(&format!("{base}steps: []\n"));
     let (ok, stdout, _) = cli(&["upgrade", file.to_str().unwrap()], None);
     assert!(!ok);
-    assert!(stdout.contains("flag unknownRevision apps (UNEXPECTED)"), "{stdout}");
+    assert!(
+        stdout.contains("flag unknownRevision apps (UNEXPECTED)"),
+        "{stdout}"
+    );
     // A failed expectation: non-zero exit, named.
     write("namespaces: {apps: {istio.io/rev: asm-1}}\nrevisions: {asm-1: {}}\nexpect: {pods: {apps/w: asm-2}}\nsteps: []\n");
     let (ok, stdout, _) = cli(&["upgrade", file.to_str().unwrap()], None);
     assert!(!ok);
-    assert!(stdout.contains("pod apps/w runs on asm-1, expected asm-2"), "{stdout}");
+    assert!(
+        stdout.contains("pod apps/w runs on asm-1, expected asm-2"),
+        "{stdout}"
+    );
     // A scenario mistake is an error naming the step.
     write("namespaces: {apps: {}}\nrevisions: {asm-1: {}}\nsteps:\n- remove: asm-2\n");
     let (ok, _, stderr) = cli(&["upgrade", file.to_str().unwrap()], None);
     assert!(!ok);
-    assert!(stderr.contains("step 1") && stderr.contains("asm-2"), "{stderr}");
+    assert!(
+        stderr.contains("step 1") && stderr.contains("asm-2"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -470,5 +583,7 @@ fn a_rejected_pod_is_flagged() {
     .unwrap();
     let report = rehearse(&policy(), &scenario).unwrap();
     assert!(report.ok, "{}", render_text(&report));
-    assert!(report.steps[0].flags[0].message.contains("includeOutboundIPRanges"));
+    assert!(report.steps[0].flags[0]
+        .message
+        .contains("includeOutboundIPRanges"));
 }
