@@ -107,11 +107,13 @@ pub enum Answer {
     Error(String),
 }
 
-/// A loaded session being replayed.
+/// A loaded session being replayed. `Session::default()` stands for "no session given": every
+/// lookup fails saying so (a loaded empty session fails with kwctl's exhaustion error).
 #[derive(Debug, Default)]
 pub struct Session {
     exchanges: Vec<(CallbackRequest, Answer)>,
     cursor: AtomicUsize,
+    loaded: bool,
 }
 
 impl Session {
@@ -146,6 +148,7 @@ impl Session {
         Ok(Session {
             exchanges,
             cursor: AtomicUsize::new(0),
+            loaded: true,
         })
     }
 
@@ -170,6 +173,12 @@ impl Session {
 
     /// The next recorded answer, if `request` is the next recorded request.
     pub fn replay(&self, request: &CallbackRequest) -> Result<Value, String> {
+        if !self.loaded {
+            return Err(format!(
+                "no host capabilities session was given (--replay-host-capabilities-interactions), \
+                 nothing answers {request:?}"
+            ));
+        }
         let index = self.cursor.fetch_add(1, Ordering::SeqCst);
         match self.exchanges.get(index) {
             None => Err("the list of recorded responses is empty or has been exhausted".into()),
@@ -311,6 +320,18 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("exchange 0"), "{err}");
         assert!(Session::parse("").unwrap().is_empty());
+        let err = Session::default()
+            .get_resource(&sdk_payload("a"))
+            .unwrap_err();
+        assert!(
+            err.starts_with("no host capabilities session was given"),
+            "{err}"
+        );
+        let err = Session::parse("[]")
+            .unwrap()
+            .get_resource(&sdk_payload("a"))
+            .unwrap_err();
+        assert!(err.contains("exhausted"), "{err}");
         assert!(Session::parse("{}").is_err());
     }
 }

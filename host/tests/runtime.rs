@@ -95,8 +95,9 @@ fn session_mismatch_and_exhaustion_reach_the_policy_as_kwctl_errors() {
         "{message}"
     );
     // No exchanges left (or none recorded): kwctl's exhaustion error.
+    let empty = Session::parse("[]").unwrap();
     let response = runtime
-        .admission_response(&request, &seed_settings(), &Session::default())
+        .admission_response(&request, &seed_settings(), &empty)
         .unwrap();
     let message = response.status.unwrap().message.unwrap();
     assert!(
