@@ -205,6 +205,19 @@ fn kube_inject_namespace_labels_decide_like_the_cluster() {
         docs[1]["spec"]["template"]["metadata"]["annotations"]["istio.io/rev"],
         "default"
     );
+    // Admission warnings come back with the document they concern.
+    let deprecated = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\n\
+        kind: Pod\nmetadata: {name: p, annotations: {sidecar.istio.io/inject: \"true\"}}\n\
+        spec: {containers: [{name: a, image: b}]}\n";
+    let out = default.inject(deprecated).unwrap();
+    assert_eq!(out.mutated, 1);
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.starts_with("document 2: ") && w.contains("IST0135")),
+        "{:?}",
+        out.warnings
+    );
 }
 
 #[test]
