@@ -254,8 +254,8 @@ struct Inputs<'a> {
     /// Namespace labels, with `kubernetes.io/metadata.name` as the API server sets it.
     ns: BTreeMap<String, String>,
     pod: BTreeMap<String, String>,
-    /// The annotations selection reads (only `sidecar.istio.io/inject`).
-    annotations: BTreeMap<String, String>,
+    /// The deprecated `sidecar.istio.io/inject` annotation (the only one selection reads).
+    inject_annotation: Option<String>,
     host_network: bool,
 }
 
@@ -270,18 +270,16 @@ pub fn decide(
     let mut ns = namespace_labels.clone();
     ns.entry(NAMESPACE_NAME_LABEL.to_string())
         .or_insert_with(|| namespace.to_string());
-    let annotations = pod
+    let inject_annotation = pod
         .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
         .and_then(|a| a.get(INJECT_LABEL))
         .and_then(Value::as_str)
-        .map(|v| BTreeMap::from([(INJECT_LABEL.to_string(), v.to_string())]))
-        .unwrap_or_default();
+        .map(str::to_string);
     let input = Inputs {
         namespace,
         ns,
         pod: labels_of(pod),
-        annotations,
+        inject_annotation,
         host_network: pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)),
     };
     let matched = webhooks(settings)
@@ -337,8 +335,8 @@ fn inject_required(settings: &Settings, input: &Inputs) -> (bool, Option<&'stati
     let explicit = match input.pod.get(INJECT_LABEL) {
         Some(v) => Some(("podLabel", "label", v)),
         None => input
-            .annotations
-            .get(INJECT_LABEL)
+            .inject_annotation
+            .as_ref()
             .map(|v| ("podAnnotation", "annotation", v)),
     };
     if let Some((step, what, v)) = explicit {

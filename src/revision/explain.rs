@@ -115,7 +115,7 @@ pub(super) fn warnings(settings: &Settings, input: &Inputs, selected: bool) -> V
         return out;
     }
     let label = input.pod.get(INJECT_LABEL);
-    let annotation = input.annotations.get(INJECT_LABEL);
+    let annotation = input.inject_annotation.as_ref();
     match (label, annotation) {
         (None, Some(a)) => {
             let ignored = if a == "true" || a == "false" {
