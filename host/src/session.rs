@@ -313,6 +313,15 @@ mod tests {
     }
 
     #[test]
+    fn newer_kwctl_recordings_with_field_masks_match() {
+        let yaml = "- type: Exchange\n  request: |\n    !KubernetesGetResource\n    api_version: v1\n    \
+                    kind: Namespace\n    name: a\n    namespace: null\n    disable_cache: false\n    \
+                    field_masks: null\n  response:\n    type: Success\n    payload: '{}'\n";
+        let s = Session::parse(yaml).unwrap();
+        assert_eq!(s.get_resource(&sdk_payload("a")).unwrap(), json!({}));
+    }
+
+    #[test]
     fn bad_sessions_are_rejected_with_the_reason() {
         let err = Session::parse(
             "- type: Exchange\n  request: '!Nope {}'\n  response: {type: Error, message: x}\n",
