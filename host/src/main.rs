@@ -68,6 +68,9 @@ enum Command {
         /// A kwctl host-capabilities session answering the policy's namespace lookups.
         #[arg(long)]
         replay_host_capabilities_interactions: Option<PathBuf>,
+        /// Accepted for kwctl compatibility: lookups are always allowed (answered by the session).
+        #[arg(long)]
+        allow_context_aware: bool,
         #[command(flatten)]
         runtime: RuntimeArgs,
         /// The policy module.
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             request_path,
             settings_path,
             replay_host_capabilities_interactions,
+            allow_context_aware: _,
             runtime,
             policy,
         } => run_one(
