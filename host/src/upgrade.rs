@@ -15,19 +15,22 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::manifest;
 use crate::runtime::{PolicyRuntime, RuntimeOptions, StaticNamespaces};
-use crate::scenario::{revision_settings, Action, Expect, FlagKind, Scenario, Workload};
+use crate::scenario::{revision_settings, Action, Scenario, Workload};
 use crate::workload;
 use revision_injector::admission::labels_of;
-use revision_injector::revision::{
-    served_names, serves_default, INJECTION_LABEL, NAMESPACE_NAME_LABEL, REV_LABEL,
-};
+use revision_injector::revision::NAMESPACE_NAME_LABEL;
 use revision_injector::settings::Settings;
+
+mod flags;
+mod report;
+
+pub use report::{render_text, Flag, Report, StepReport};
 
 /// The annotation injection writes with the revision that injected the pod.
 const REV_ANNOTATION: &str = "istio.io/rev";
@@ -77,43 +80,6 @@ impl Pod {
             (None, None) => "none",
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Flag {
-    pub kind: FlagKind,
-    /// A pod (`namespace/workload`) or a namespace.
-    pub subject: String,
-    pub message: String,
-    /// Listed in the step's `expect.flags`.
-    pub expected: bool,
-}
-
-/// The state after one step.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    /// 0 for the initial creation.
-    pub index: usize,
-    pub action: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    pub pods: Vec<Pod>,
-    pub flags: Vec<Flag>,
-    /// Failed expectations (unexpected flags are marked on the flags themselves).
-    pub failures: Vec<String>,
-}
-
-impl StepReport {
-    pub fn ok(&self) -> bool {
-        self.failures.is_empty() && self.flags.iter().all(|f| f.expected)
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub scenario: String,
-    pub ok: bool,
-    pub steps: Vec<StepReport>,
 }
 
 /// The simulated cluster.
@@ -366,178 +332,6 @@ impl<'a> Rehearsal<'a> {
         }
         Ok(())
     }
-
-    /// Everything worth a warning in the current state.
-    pub fn flags(&self) -> anyhow::Result<Vec<Flag>> {
-        let mut flags = Vec::new();
-        let mut raise = |kind, subject: &str, message: String| {
-            flags.push(Flag {
-                kind,
-                subject: subject.to_string(),
-                message,
-                expected: false,
-            })
-        };
-        let parsed: Vec<Settings> = self
-            .revisions
-            .values()
-            .map(Settings::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow!(e))?;
-        let served: BTreeSet<String> = parsed.iter().flat_map(served_names).collect();
-        let has_default = parsed.iter().any(serves_default);
-        for (ns, labels) in &self.namespaces {
-            let injection = labels.get(INJECTION_LABEL);
-            let rev = labels.get(REV_LABEL);
-            if let (Some(i), Some(r)) = (injection, rev) {
-                raise(
-                    FlagKind::ConflictingLabels,
-                    ns,
-                    format!(
-                        "namespace {ns} has both {INJECTION_LABEL}={i} and {REV_LABEL}={r}: \
-                         {INJECTION_LABEL} wins (IST0123); `kubectl label namespace {ns} {INJECTION_LABEL}-`"
-                    ),
-                );
-            }
-            match (injection.map(String::as_str), rev) {
-                (None, Some(r)) if !served.contains(r) => raise(
-                    FlagKind::UnknownRevision,
-                    ns,
-                    format!("namespace {ns} is labelled {REV_LABEL}={r}, which no installed revision serves: its new pods are not injected"),
-                ),
-                (Some("enabled"), _) if !has_default => raise(
-                    FlagKind::UnknownRevision,
-                    ns,
-                    format!("namespace {ns} is labelled {INJECTION_LABEL}=enabled but no installed revision is the default: its new pods are not injected"),
-                ),
-                _ => {}
-            }
-        }
-        for w in &self.scenario.workloads {
-            let Some(pod) = self.pods.get(&pod_key(w)) else {
-                continue;
-            };
-            let key = &pod.pod;
-            if let Some(why) = &pod.rejected {
-                raise(
-                    FlagKind::Rejected,
-                    key,
-                    format!("pod {key} could not be created: {why}"),
-                );
-                continue;
-            }
-            if pod.injected_by.len() > 1 {
-                raise(
-                    FlagKind::DoubleInjection,
-                    key,
-                    format!(
-                        "pod {key} was injected by {}",
-                        pod.injected_by.join(" and ")
-                    ),
-                );
-            }
-            let removed = pod
-                .revision
-                .as_ref()
-                .filter(|r| !self.revisions.contains_key(*r));
-            if let Some(r) = removed {
-                raise(
-                    FlagKind::RemovedRevision,
-                    key,
-                    format!("pod {key} still runs on revision {r}, which is no longer installed: restart it"),
-                );
-            }
-            let fresh = self.create(w, "now")?;
-            if let Some(why) = &fresh.rejected {
-                raise(
-                    FlagKind::Rejected,
-                    key,
-                    format!("a new pod {key} would be refused: {why}"),
-                );
-                continue;
-            }
-            let doubled = fresh.injected_by.len() > 1;
-            if doubled && pod.injected_by.len() <= 1 {
-                raise(
-                    FlagKind::DoubleInjection,
-                    key,
-                    format!(
-                        "a new pod {key} would be injected by {}",
-                        fresh.injected_by.join(" and ")
-                    ),
-                );
-            }
-            // A removed revision or a looming double injection already says why to act.
-            if removed.is_none() && !doubled && fresh.revision != pod.revision {
-                let show =
-                    |r: &Option<String>| r.clone().unwrap_or_else(|| "no revision".to_string());
-                let labels = self
-                    .namespaces
-                    .get(&w.namespace)
-                    .map(show_labels)
-                    .unwrap_or_default();
-                raise(
-                    FlagKind::Stale,
-                    key,
-                    format!(
-                        "pod {key} runs on {} but a new pod would run on {} (namespace labels: {}): \
-                         webhooks act on CREATE only, restart it",
-                        show(&pod.revision),
-                        show(&fresh.revision),
-                        if labels.is_empty() { "none".to_string() } else { labels }
-                    ),
-                );
-            }
-        }
-        Ok(flags)
-    }
-
-    /// The report of the current state against `expect`.
-    pub fn report(
-        &self,
-        index: usize,
-        action: String,
-        note: Option<String>,
-        expect: Option<&Expect>,
-    ) -> anyhow::Result<StepReport> {
-        let mut flags = self.flags()?;
-        let empty = Expect::default();
-        let expect = expect.unwrap_or(&empty);
-        let matches = |e: &crate::scenario::ExpectedFlag, f: &Flag| {
-            e.kind == f.kind && e.subject.as_ref().is_none_or(|s| s == &f.subject)
-        };
-        for f in &mut flags {
-            f.expected = expect.flags.iter().any(|e| matches(e, f));
-        }
-        let mut failures = Vec::new();
-        for e in &expect.flags {
-            if !flags.iter().any(|f| matches(e, f)) {
-                let subject = e.subject.as_deref().unwrap_or("(any)");
-                failures.push(format!(
-                    "expected flag {} {subject} was not raised",
-                    e.kind.name()
-                ));
-            }
-        }
-        for (key, want) in &expect.pods {
-            match self.pods.get(key) {
-                Some(pod) if pod.state() == want => {}
-                Some(pod) => failures.push(format!(
-                    "pod {key} runs on {}, expected {want}",
-                    pod.state()
-                )),
-                None => failures.push(format!("pod {key} does not exist")),
-            }
-        }
-        Ok(StepReport {
-            index,
-            action,
-            note,
-            pods: self.pods.values().cloned().collect(),
-            flags,
-            failures,
-        })
-    }
 }
 
 /// Play the whole scenario.
@@ -566,86 +360,6 @@ pub fn rehearse(runtime: &PolicyRuntime, scenario: &Scenario) -> anyhow::Result<
         ok: steps.iter().all(StepReport::ok),
         steps,
     })
-}
-
-/// The text report.
-pub fn render_text(report: &Report) -> String {
-    let mut out = format!("Scenario: {}\n", report.scenario);
-    for step in &report.steps {
-        let title = if step.index == 0 {
-            "start".to_string()
-        } else {
-            format!("step {}", step.index)
-        };
-        out.push_str(&format!("\n== {title}: {}\n", step.action));
-        if let Some(note) = &step.note {
-            out.push_str(&format!("   {}\n", note.trim()));
-        }
-        let width = step
-            .pods
-            .iter()
-            .map(|p| p.pod.len())
-            .max()
-            .unwrap_or(3)
-            .max(3);
-        let rev_width = step
-            .pods
-            .iter()
-            .map(|p| p.state().len())
-            .max()
-            .unwrap_or(8)
-            .max(8);
-        out.push_str(&format!(
-            "   {:<width$}   {:<rev_width$}   INJECTED BY / CREATED\n",
-            "POD", "REVISION"
-        ));
-        for p in &step.pods {
-            let by = if p.injected_by.is_empty() {
-                "-".to_string()
-            } else {
-                p.injected_by.join("+")
-            };
-            out.push_str(&format!(
-                "   {:<width$}   {:<rev_width$}   {by} / {}\n",
-                p.pod,
-                p.state(),
-                p.created_at
-            ));
-        }
-        for f in &step.flags {
-            let tag = if f.expected { "expected" } else { "UNEXPECTED" };
-            out.push_str(&format!(
-                "   flag {} {} ({tag}): {}\n",
-                f.kind.name(),
-                f.subject,
-                f.message
-            ));
-        }
-        for failure in &step.failures {
-            out.push_str(&format!("   FAILED: {failure}\n"));
-        }
-    }
-    let failed: Vec<String> = report
-        .steps
-        .iter()
-        .filter(|s| !s.ok())
-        .map(|s| {
-            if s.index == 0 {
-                "start".to_string()
-            } else {
-                format!("step {}", s.index)
-            }
-        })
-        .collect();
-    if failed.is_empty() {
-        out.push_str(&format!(
-            "\nOK: {} steps, every flag expected.\n",
-            report.steps.len().saturating_sub(1)
-        ));
-    } else {
-        out.push_str(&format!("\nFAILED at {}\n", failed.join(", ")));
-    }
-    out
 }
 
 /// `revinject upgrade`: exit code 1 when a step fails.
