@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use wapc::WapcHost;
 use wasmtime_provider::wasmtime;
@@ -245,31 +244,67 @@ impl std::fmt::Display for GuestFailure {
 
 impl std::error::Error for GuestFailure {}
 
-/// Advances the engine epoch every [`EPOCH_TICK`] until dropped.
+/// Engines in use and how many runtimes use each: one thread advances every engine's epoch
+/// once per [`EPOCH_TICK`], however many runtimes share an engine (so sharing one does not
+/// shorten their deadlines).
+static TICKED_ENGINES: Mutex<Vec<(wasmtime::Engine, usize)>> = Mutex::new(Vec::new());
+
+/// Whether the ticker thread runs (`Err` with the reason when it could not start).
+static TICKER_THREAD: OnceLock<Result<(), String>> = OnceLock::new();
+
+fn ticked_engines() -> std::sync::MutexGuard<'static, Vec<(wasmtime::Engine, usize)>> {
+    // A panic elsewhere cannot leave the list half-updated: every update is one push/remove.
+    TICKED_ENGINES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps its engine's epoch advancing while alive.
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    engine: wasmtime::Engine,
 }
 
 impl EpochTicker {
     fn start(engine: wasmtime::Engine) -> anyhow::Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("revinject-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
+        TICKER_THREAD
+            .get_or_init(|| {
+                std::thread::Builder::new()
+                    .name("revinject-epoch".into())
+                    .spawn(|| loop {
+                        std::thread::sleep(EPOCH_TICK);
+                        for (engine, _) in ticked_engines().iter() {
+                            engine.increment_epoch();
+                        }
+                    })
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             })
-            .context("cannot start the epoch ticker thread")?;
-        Ok(EpochTicker { stop })
+            .clone()
+            .map_err(|e| anyhow!("cannot start the epoch ticker thread: {e}"))?;
+        let mut engines = ticked_engines();
+        match engines
+            .iter_mut()
+            .find(|(e, _)| wasmtime::Engine::same(e, &engine))
+        {
+            Some((_, users)) => *users += 1,
+            None => engines.push((engine.clone(), 1)),
+        }
+        Ok(EpochTicker { engine })
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let mut engines = ticked_engines();
+        if let Some(i) = engines
+            .iter()
+            .position(|(e, _)| wasmtime::Engine::same(e, &self.engine))
+        {
+            if let Some((_, users)) = engines.get_mut(i) {
+                *users -= 1;
+                if *users == 0 {
+                    engines.swap_remove(i);
+                }
+            }
+        }
     }
 }
 
@@ -300,8 +335,7 @@ impl PolicyRuntime {
 
     /// Like [`PolicyRuntime::from_bytes`], from a module compiled for `engine` (made with
     /// [`new_engine_with`]): threads share one compilation, and the engine may use the pooling
-    /// allocator. Each runtime ticks the engine's epoch, so `N` live runtimes on one engine
-    /// shorten the deadline up to `N` times.
+    /// allocator.
     pub fn from_module(
         engine: &wasmtime::Engine,
         module: wasmtime::Module,

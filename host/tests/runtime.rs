@@ -249,3 +249,27 @@ fn modules_that_are_not_policies_are_refused_at_load() {
         .unwrap();
     assert!(format!("{err:#}").contains("cannot link"), "{err:#}");
 }
+
+#[test]
+fn runtimes_sharing_an_engine_keep_their_full_deadline() {
+    use revinject::runtime::{compile, new_engine_with};
+    let options = RuntimeOptions {
+        deadline: Duration::from_millis(400),
+        cache_dir: None,
+        ..RuntimeOptions::default()
+    };
+    let engine = new_engine_with(&options, |_| {}).unwrap();
+    let module = compile(&engine, TOY_GUEST.as_bytes()).unwrap();
+    let runtimes: Vec<PolicyRuntime> = (0..4)
+        .map(|_| PolicyRuntime::from_module(&engine, module.clone(), &options).unwrap())
+        .collect();
+    let started = Instant::now();
+    let response = runtimes[0]
+        .admission_response(&json!({"uid": "l"}), &json!({}), &Session::default())
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(!response.allowed);
+    // One tick per engine, not one per runtime: four runtimes would otherwise cut it to ~100 ms.
+    assert!(elapsed >= Duration::from_millis(350), "{elapsed:?}");
+    drop(runtimes);
+}
