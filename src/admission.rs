@@ -110,7 +110,7 @@ pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> 
     if !pod.is_object() {
         return Outcome::reject("the admission request's `object` is not a JSON object", 400);
     }
-    if let Err(e) = <k8s_openapi::api::core::v1::Pod as serde::Deserialize>::deserialize(pod) {
+    if let Err(e) = crate::schema::check_pod(pod) {
         return Outcome::reject(
             format!("the Pod does not match the v1 Pod schema: {e}"),
             400,
@@ -122,8 +122,11 @@ pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> 
         .or_else(|| str_at(request, &["namespace"]).filter(|s| !s.is_empty()))
         .unwrap_or("default");
 
-    let namespace_labels = match cluster.namespace(namespace) {
-        Ok(ns) => labels_of(&ns),
+    let namespace_labels = match cluster
+        .namespace(namespace)
+        .and_then(|ns| namespace_labels(&ns))
+    {
+        Ok(labels) => labels,
         Err(e) => {
             let message =
                 format!("cannot read Namespace \"{namespace}\" to select a revision: {e}");
@@ -168,6 +171,26 @@ pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> 
 
 fn decision_json(decision: &Decision) -> String {
     serde_json::to_string(decision).unwrap_or_default()
+}
+
+/// The labels of the Namespace the cluster answered; a malformed answer is a lookup failure
+/// (it follows `namespaceLookupFailure`) rather than an unlabelled namespace.
+fn namespace_labels(ns: &Value) -> Result<BTreeMap<String, String>, String> {
+    let malformed = |what: &str| Err(format!("the Namespace answer is malformed: {what}"));
+    if !ns.is_object() {
+        return malformed("not a JSON object");
+    }
+    match ns.get("metadata") {
+        None => {}
+        Some(m) if m.is_object() => {}
+        Some(_) => return malformed("metadata is not an object"),
+    }
+    match ns.pointer("/metadata/labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) if m.values().all(Value::is_string) => {}
+        Some(_) => return malformed("metadata.labels is not a map of strings"),
+    }
+    Ok(labels_of(ns))
 }
 
 /// `metadata.labels` of an object as a map; non-string values are ignored.

@@ -7,8 +7,12 @@
 pub mod admission;
 pub mod injection;
 pub mod revision;
+pub mod schema;
 pub mod selector;
 pub mod settings;
+/// Random requests and invariants for fuzzing (native builds only).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testgen;
 
 use kubewarden_policy_sdk::wapc_guest as guest;
 use kubewarden_policy_sdk::{protocol_version_guest, validate_settings};

@@ -1,0 +1,174 @@
+//! Type-checking a pod against the v1 Pod schema without deserializing it.
+//!
+//! The policy rejects pods that k8s-openapi's `Pod` would not deserialize (a string where
+//! an integer belongs, an object where a list belongs...). Doing that with k8s-openapi's
+//! generated `Deserialize` impls built a whole typed copy of the pod per request and linked
+//! several hundred KB of visitor code into policy.wasm. [`check_pod`] walks the JSON against
+//! a table generated from the same k8s-openapi sources (`pod_types.rs`, by
+//! `scripts/gen-pod-schema.py`) and fails with the error serde would have produced, in the
+//! same order (keys in map order, first error wins). The tests compare both on every field.
+
+mod pod_types;
+
+use serde::de::{Error as _, Unexpected};
+use serde_json::Value;
+
+/// A JSON value's type in the schema.
+#[derive(Debug)]
+pub enum Ty {
+    Bool,
+    I32,
+    I64,
+    F64,
+    Str,
+    /// `resource.Quantity`: a string or any number.
+    Quantity,
+    /// `intstr.IntOrString`: a string or a 32-bit integer.
+    IntOrString,
+    /// `meta/v1.Time` or `MicroTime` (the name): an RFC 3339 timestamp, as jiff parses it.
+    Time(&'static str),
+    /// Anything (`FieldsV1`, raw JSON).
+    Any,
+    Seq(&'static Ty),
+    /// A map with string keys.
+    Map(&'static Ty),
+    /// An index into the struct table.
+    Struct(usize),
+}
+
+/// An object type: its name (what serde says it expected) and its known fields.
+#[derive(Debug)]
+pub struct Struct {
+    pub name: &'static str,
+    /// `apiVersion` and `kind` values a resource requires when present.
+    pub resource: Option<(&'static str, &'static str)>,
+    pub fields: &'static [(&'static str, Ty)],
+}
+
+/// Check `pod` as `k8s_openapi::api::core::v1::Pod` deserialization would; the error is
+/// serde's message (e.g. ``invalid type: string "80", expected i32``).
+pub fn check_pod(pod: &Value) -> Result<(), String> {
+    check_struct(pod_types::POD, pod).map_err(|e| e.to_string())
+}
+
+type Error = serde_json::Error;
+
+/// What serde_json's `Value` deserializer reports a value as.
+fn unexpected(v: &Value) -> Unexpected<'_> {
+    match v {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => number(n),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
+fn number(n: &serde_json::Number) -> Unexpected<'static> {
+    if let Some(u) = n.as_u64() {
+        Unexpected::Unsigned(u)
+    } else if let Some(i) = n.as_i64() {
+        Unexpected::Signed(i)
+    } else {
+        Unexpected::Float(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+fn invalid_type(v: &Value, expected: &str) -> Error {
+    Error::invalid_type(unexpected(v), &expected)
+}
+
+fn check_struct(index: usize, v: &Value) -> Result<(), Error> {
+    let Some(def) = pod_types::STRUCTS.get(index) else {
+        return Err(Error::custom(format!("schema table has no struct {index}")));
+    };
+    let Value::Object(map) = v else {
+        return Err(invalid_type(v, def.name));
+    };
+    for (key, value) in map {
+        if let Some((api_version, kind)) = def.resource {
+            let required = match key.as_str() {
+                "apiVersion" => Some(api_version),
+                "kind" => Some(kind),
+                _ => None,
+            };
+            if let Some(required) = required {
+                let Value::String(s) = value else {
+                    return Err(invalid_type(value, "a string"));
+                };
+                if s != required {
+                    return Err(Error::invalid_value(Unexpected::Str(s), &required));
+                }
+                continue;
+            }
+        }
+        // Every field is optional in k8s-openapi's visitors: `null` is always accepted.
+        if let Some((_, ty)) = def.fields.iter().find(|(name, _)| name == key) {
+            if !value.is_null() {
+                check(ty, value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_int(v: &Value, expected: &'static str, min: i64, max: i64) -> Result<(), Error> {
+    let Value::Number(n) = v else {
+        return Err(invalid_type(v, expected));
+    };
+    match number(n) {
+        Unexpected::Unsigned(u) if i64::try_from(u).is_ok_and(|i| i <= max) => Ok(()),
+        Unexpected::Signed(i) if (min..=max).contains(&i) => Ok(()),
+        unexp @ (Unexpected::Unsigned(_) | Unexpected::Signed(_)) => {
+            Err(Error::invalid_value(unexp, &expected))
+        }
+        unexp => Err(Error::invalid_type(unexp, &expected)),
+    }
+}
+
+fn check(ty: &Ty, v: &Value) -> Result<(), Error> {
+    match ty {
+        Ty::Any => Ok(()),
+        Ty::Bool => match v {
+            Value::Bool(_) => Ok(()),
+            _ => Err(invalid_type(v, "a boolean")),
+        },
+        Ty::Str => match v {
+            Value::String(_) => Ok(()),
+            _ => Err(invalid_type(v, "a string")),
+        },
+        Ty::F64 => match v {
+            Value::Number(_) => Ok(()),
+            _ => Err(invalid_type(v, "f64")),
+        },
+        Ty::I32 => check_int(v, "i32", i32::MIN.into(), i32::MAX.into()),
+        Ty::I64 => check_int(v, "i64", i64::MIN, i64::MAX),
+        Ty::Quantity => match v {
+            Value::String(_) | Value::Number(_) => Ok(()),
+            _ => Err(invalid_type(v, "Quantity")),
+        },
+        Ty::IntOrString => match v {
+            Value::String(_) => Ok(()),
+            Value::Number(n) => match number(n) {
+                Unexpected::Float(_) => Err(invalid_type(v, "IntOrString")),
+                unexp => check_int(v, "i32", i32::MIN.into(), i32::MAX.into())
+                    .map_err(|_| Error::invalid_value(unexp, &"a 32-bit integer")),
+            },
+            _ => Err(invalid_type(v, "IntOrString")),
+        },
+        Ty::Time(_) => <jiff::Timestamp as serde::Deserialize>::deserialize(v).map(|_| ()),
+        Ty::Seq(item) => match v {
+            Value::Array(items) => items.iter().try_for_each(|i| check(item, i)),
+            _ => Err(invalid_type(v, "a sequence")),
+        },
+        Ty::Map(item) => match v {
+            Value::Object(map) => map.values().try_for_each(|i| check(item, i)),
+            _ => Err(invalid_type(v, "a map")),
+        },
+        Ty::Struct(index) => check_struct(*index, v),
+    }
+}
+
+#[cfg(test)]
+mod tests;
