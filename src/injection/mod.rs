@@ -2,8 +2,9 @@
 //!
 //! The template is Rust data: functions that build `serde_json::Value`s from the pod, the
 //! helm values and the mesh config ([`template`]), strategically merged onto the pod the way
-//! Istio's webhook does ([`overrides::strategic_merge`]), then post-processed like `postProcessPod` (cluster env,
-//! prometheus merge, probe rewriting, status annotation, container order).
+//! Istio's webhook does ([`overrides::strategic_merge`]), then post-processed like
+//! `postProcessPod` (cluster env, prometheus merge, probe rewriting, status annotation,
+//! container order).
 
 pub mod annotations;
 pub mod containers;
