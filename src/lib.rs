@@ -14,13 +14,21 @@ pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testgen;
 
+// The waPC glue below is left out on wasm32-unknown-unknown, where the browser playground
+// (web/) links the logic without waPC's exports and host imports.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use kubewarden_policy_sdk::wapc_guest as guest;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use kubewarden_policy_sdk::{protocol_version_guest, validate_settings};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use serde_json::Value;
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use crate::admission::Cluster;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use crate::settings::Settings;
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 #[unsafe(no_mangle)]
 pub extern "C" fn wapc_init() {
     guest::register_function("validate", validate);
@@ -29,8 +37,10 @@ pub extern "C" fn wapc_init() {
 }
 
 /// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 struct HostCluster;
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 impl Cluster for HostCluster {
     fn namespace(&self, name: &str) -> Result<Value, String> {
         use kubewarden_policy_sdk::host_capabilities::kubernetes::{
@@ -50,6 +60,7 @@ impl Cluster for HostCluster {
 
 /// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in, `ValidationResponse` out.
 /// Every failure becomes a rejection with a message, never a guest error.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn validate(payload: &[u8]) -> guest::CallResult {
     let outcome = match serde_json::from_slice::<Value>(payload) {
         Err(e) => {
