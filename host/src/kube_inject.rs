@@ -308,7 +308,8 @@ fn to_yaml(v: &Value) -> serde_yaml::Value {
 }
 
 /// The non-empty documents of a manifest with their 1-based index: a stream of JSON values
-/// when the text starts with `{` or `[`, otherwise YAML documents separated by `---` lines.
+/// when the text starts with `{` or `[`, otherwise YAML documents separated by `---` lines
+/// (parts holding only blank lines and comments are not documents and are not counted).
 pub fn parse_documents(text: &str) -> anyhow::Result<Vec<(usize, serde_yaml::Value)>> {
     let trimmed = text.trim_start();
     let mut out = Vec::new();
@@ -320,7 +321,13 @@ pub fn parse_documents(text: &str) -> anyhow::Result<Vec<(usize, serde_yaml::Val
         }
         return Ok(out);
     }
-    for (i, part) in split_yaml(text).iter().enumerate() {
+    let parts = split_yaml(text);
+    let meaningful = parts.iter().filter(|p| {
+        p.lines()
+            .map(str::trim)
+            .any(|l| !l.is_empty() && !l.starts_with('#'))
+    });
+    for (i, part) in meaningful.enumerate() {
         let value: serde_yaml::Value = serde_yaml::from_str(part)
             .map_err(|e| anyhow!("document {}: invalid YAML: {e}", i + 1))?;
         if !value.is_null() {
@@ -440,10 +447,10 @@ mod tests {
     fn yaml_documents_keep_their_index() {
         let text = "a: 1\n---\n# only a comment\n--- \nb: 2\n...\n---\nc: [\n";
         let err = parse_documents(text).unwrap_err().to_string();
-        assert!(err.starts_with("document 4: invalid YAML"), "{err}");
-        let docs = parse_documents("a: 1\n---\n\n---\nb: 2\n").unwrap();
+        assert!(err.starts_with("document 3: invalid YAML"), "{err}");
+        let docs = parse_documents("---\na: 1\n---\n\n---\nb: 2\n---\n~\n").unwrap();
         let indexes: Vec<usize> = docs.iter().map(|(i, _)| *i).collect();
-        assert_eq!(indexes, [1, 3]);
+        assert_eq!(indexes, [1, 2]);
     }
 
     #[test]

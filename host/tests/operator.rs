@@ -227,7 +227,7 @@ fn kube_inject_errors_name_the_document_and_write_nothing() {
     let broken = format!("{MANIFEST}---\nkind: Pod\nmetadata: [unclosed\n");
     let err = format!("{:#}", injector.inject(&broken).unwrap_err());
     assert!(
-        err.contains("document 7") && err.contains("invalid YAML"),
+        err.contains("document 6") && err.contains("invalid YAML"),
         "{err}"
     );
 
