@@ -6,7 +6,7 @@ REVINJECT := target/release/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay conformance scenarios bench clean
+.PHONY: all run test fmt-check clippy unit replay conformance scenarios bench clean web test-web
 
 all: policy.wasm
 
@@ -39,7 +39,21 @@ scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
-test: fmt-check clippy unit replay conformance scenarios
+test: fmt-check clippy unit replay conformance scenarios test-web
+
+# Browser playground (web/, a Cargo workspace of its own): build web/pkg, serve it on localhost.
+WEB_PORT ?= 8080
+web:
+	./web/build.sh
+	@echo "playground: http://127.0.0.1:$(WEB_PORT)/ (Ctrl-C stops the server)"
+	python3 -m http.server $(WEB_PORT) --bind 127.0.0.1 --directory web/pkg
+
+# Its unit tests, then the e2e test in headless Chromium (installs chromium and playwright-core
+# the first time); rewrites docs/playground.png.
+test-web:
+	./web/build.sh
+	cd web && cargo test
+	./web/tests/run.sh
 
 # Performance report (not part of `test`): the native criterion baseline, then policy.wasm
 # through `revinject bench`; writes docs/benchmarks.md and its chart.
