@@ -84,7 +84,11 @@ function run() {
     $('summary').className = 'summary stale';
     return;
   }
-  render(answer);
+  try {
+    render(answer);
+  } catch (e) {
+    showBanner(`Cannot show the answer: ${e}`);
+  }
 }
 
 function render(answer) {
