@@ -82,8 +82,10 @@ function run() {
     showErrors(answer.errors);
     $('summary').textContent = 'Fix the highlighted inputs to see a decision.';
     $('summary').className = 'summary stale';
+    $('outputs').classList.add('stale');
     return;
   }
+  $('outputs').classList.remove('stale');
   try {
     render(answer);
   } catch (e) {
@@ -113,16 +115,15 @@ function render(answer) {
       el('td', {}, [el('code', { textContent: v.rule })]),
       el('td', { textContent: injected, className: 'injected' }),
       el('td', { textContent: v.reason }),
+      el('td', { className: 'warning-cell' }, v.warnings.length
+        ? [el('ul', {}, v.warnings.map((w) => el('li', { textContent: w })))]
+        : ['—']),
     ]);
     row.dataset.revision = v.revision;
     return row;
   }));
 
-  const notes = [
-    ...answer.revisions.flatMap((v) => v.warnings.map((w) => ({ cls: 'warning', text: `Warning (${v.revision}): ${w}` }))),
-    ...answer.notes.map((n) => ({ cls: 'note', text: `Note: ${n}` })),
-  ];
-  $('warnings').replaceChildren(...notes.map((n) => el('li', { className: n.cls, textContent: n.text })));
+  $('notes').replaceChildren(...answer.notes.map((n) => el('li', { className: 'note', textContent: `Note: ${n}` })));
 
   const first = answer.revisions.find((v) => v.injected && v.injectedPod);
   $('injection').hidden = !first;

@@ -46,7 +46,7 @@ async function open() {
   await page.waitForSelector('#decisions tbody tr', WAIT);
 }
 
-/** The decision table as {revision: [rule, injected, reason]}. */
+/** The decision table as {revision: [rule, injected, reason, warnings]}. */
 async function decisions() {
   const rows = await page.$$eval('#decisions tbody tr', (trs) =>
     trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
@@ -66,6 +66,7 @@ test('the prefilled canary example: asm-1234-1 injects, asm-1233-2 does not', as
   assert.deepEqual(table['asm-1234-1'].slice(0, 2), ['rev.namespace', 'yes']);
   assert.match(table['asm-1234-1'][2], /selected by webhook rev\.namespace of revision asm-1234-1/);
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['none', 'no']);
+  assert.deepEqual([table['asm-1234-1'][3], table['asm-1233-2 (default)'][3]], ['—', '—']);
   assert.match(await page.textContent('#summary'), /Revision asm-1234-1 injects this pod/);
   assert.equal(await page.textContent('#injector'), 'asm-1234-1');
 
@@ -107,7 +108,8 @@ test('entering the seed canary files step by step', async () => {
   table = await decisions();
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['namespace', 'yes']);
   assert.deepEqual(table['asm-1234-1'].slice(0, 2), ['none', 'no']);
-  assert.match(await page.textContent('#warnings'), /Warning \(asm-1233-2 \(default\)\): .*IST0123/);
+  assert.match(table['asm-1233-2 (default)'][3], /IST0123/);
+  assert.equal(table['asm-1234-1'][3], '—');
 });
 
 test('bad YAML is shown next to its field, and clears when fixed', async () => {
@@ -125,12 +127,14 @@ test('bad YAML is shown next to its field, and clears when fixed', async () => {
   assert.match(await revError.textContent(), /not valid YAML/);
   assert.equal(await page.textContent('[id="error-revisions[0]"]'), '');
   assert.match(await page.textContent('#summary'), /Fix the highlighted inputs/);
+  assert.equal(await page.$eval('#outputs', (o) => o.classList.contains('stale')), true);
 
   await page.fill('#revision-1', 'revision: asm-1234-1');
   await page.fill('#pod', 'metadata: {name: fixed}\nspec: {containers: [{name: app, image: app}]}');
   await evaluateExpecting('Revision asm-1234-1 injects');
   await podError.waitFor({ state: 'hidden', ...WAIT });
   assert.equal(await page.$eval('#pod', (t) => t.classList.contains('invalid')), false);
+  assert.equal(await page.$eval('#outputs', (o) => o.classList.contains('stale')), false);
 });
 
 test('screenshot of the prefilled page', async () => {
