@@ -51,16 +51,16 @@ pub fn rewrite_probes(
         return None;
     }
     let ports = port_filter(&annotations);
-    let probers = dump_app_probers(pod, &ports);
-    let written = probers.map(|new| {
-        let previously_injected = annotations.contains_key(SIDECAR_STATUS);
-        set_probers_env(pod, new, previously_injected)
-    });
     let status_port = match annotations.get(STATUS_PORT).and_then(Value::as_str) {
         // Istio uses strconv.Atoi and keeps its zero result on error.
         Some(v) => v.parse::<i64>().unwrap_or(0),
         None => i64::from(mesh_status_port),
     };
+    let probers = dump_app_probers(pod, &ports, status_port);
+    let written = probers.map(|new| {
+        let previously_injected = annotations.contains_key(SIDECAR_STATUS);
+        set_probers_env(pod, new, previously_injected)
+    });
     for list in ["containers", "initContainers"] {
         let Some(items) = pod
             .pointer_mut(&format!("/spec/{list}"))
@@ -134,7 +134,10 @@ fn url_paths(container: &str) -> [(&'static str, String); 5] {
 }
 
 /// The original probes as Istio's probers, keyed by their status-port path (`None` when empty).
-fn dump_app_probers(pod: &Value, ports: &HashMap<i64, bool>) -> Option<Value> {
+/// A probe that already points at the agent's own URL on the status port was rewritten by a
+/// previous injection (one whose original could not be recorded, e.g. an unknown named port):
+/// recording it would make the agent probe itself and break re-injection's idempotence.
+fn dump_app_probers(pod: &Value, ports: &HashMap<i64, bool>, status_port: i64) -> Option<Value> {
     let mut out = Map::new();
     for list in ["initContainers", "containers"] {
         let Some(items) = pod
@@ -154,7 +157,12 @@ fn dump_app_probers(pod: &Value, ports: &HashMap<i64, bool>) -> Option<Value> {
                     }
                     _ => (c.get(field), true),
                 };
-                if let Some(p) = handler.and_then(|h| to_prober(h, with_timeout, c, ports)) {
+                let Some(p) = handler.and_then(|h| to_prober(h, with_timeout, c, ports)) else {
+                    continue;
+                };
+                let own = p.pointer("/httpGet/path").and_then(Value::as_str) == Some(url.as_str())
+                    && p.pointer("/httpGet/port").and_then(Value::as_i64) == Some(status_port);
+                if !own {
                     out.insert(url, p);
                 }
             }
@@ -469,6 +477,13 @@ mod tests {
         assert_eq!(
             pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"],
             15020
+        );
+        // Re-injection does not record the rewritten probe as an original (found by fuzzing).
+        pod["metadata"] = json!({"annotations": {"sidecar.istio.io/status": "{}"}});
+        let again = rewrite_probes(&mut pod, 15020, true);
+        assert!(
+            again.as_ref().is_none_or(|e| !e.contains("readyz")),
+            "{again:?}"
         );
     }
 
