@@ -192,7 +192,12 @@ fn pod_ports(r: &Render) -> String {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    for c in &containers {
+    // A pod's own `istio-proxy` (a customization merged over the template) is not an app
+    // container: listing its ports made re-injection, which no longer sees it, change the env.
+    let apps = containers
+        .iter()
+        .filter(|c| c.get("name").and_then(Value::as_str) != Some("istio-proxy"));
+    for c in apps {
         for p in c
             .get("ports")
             .and_then(Value::as_array)
