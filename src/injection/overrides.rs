@@ -709,8 +709,21 @@ fn set_annotation(pod: &mut Value, name: &str, value: String) {
 /// Istio's `adjustInitContainerUser`: a user `istio-proxy` with its own runAsUser/runAsGroup
 /// moves the iptables owner (`-u`) along, and the CNI validation container runs as that user.
 /// In TPROXY mode the proxy must stay root.
+///
+/// On re-injection the user's proxy is the one recorded in `proxy.istio.io/overrides` (the
+/// pod's own `istio-proxy` is then the injected one, root in TPROXY mode): reading the pod's
+/// reset `-u` to the default and broke idempotence (found by fuzzing).
 fn adjust_init_container_user(pod: &mut Value, original: &Value, tproxy: bool) {
-    let user = find(containers(original, "containers"), PROXY_CONTAINER)
+    let recorded = existing_overrides(original).unwrap_or(Value::Null);
+    let recorded_in = |list: &str| {
+        recorded
+            .get(list)
+            .and_then(Value::as_array)
+            .and_then(|l| find(l, PROXY_CONTAINER))
+    };
+    let user = recorded_in("containers")
+        .or_else(|| recorded_in("initContainers"))
+        .or_else(|| find(containers(original, "containers"), PROXY_CONTAINER))
         .or_else(|| find(containers(original, "initContainers"), PROXY_CONTAINER));
     let Some(sc) = user.and_then(|u| u.get("securityContext")) else {
         return;
