@@ -326,10 +326,11 @@ impl PolicyRuntime {
         Self::from_bytes(&bytes, opts).with_context(|| format!("cannot load {}", wasm.display()))
     }
 
-    /// Like [`PolicyRuntime::load`], from the module's bytes.
+    /// Like [`PolicyRuntime::load`], from the module's bytes. The compiled module is kept for
+    /// the process: loading the same policy again (one runtime per thread, tests) compiles
+    /// nothing and shares the engine.
     pub fn from_bytes(bytes: &[u8], opts: &RuntimeOptions) -> anyhow::Result<Self> {
-        let engine = new_engine(opts)?;
-        let module = compile(&engine, bytes)?;
+        let (engine, module) = compiled(bytes, opts)?;
         Self::from_module(&engine, module, opts)
     }
 
@@ -538,6 +539,42 @@ impl PolicyRuntime {
 pub fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> anyhow::Result<wasmtime::Module> {
     wasmtime::Module::new(engine, bytes)
         .map_err(|e| anyhow!("not a valid WebAssembly module: {e:#}"))
+}
+
+/// A module compiled in this process, with what its engine was made from.
+struct Compiled {
+    bytes: Vec<u8>,
+    cache_dir: Option<PathBuf>,
+    max_memory: Option<usize>,
+    engine: wasmtime::Engine,
+    module: wasmtime::Module,
+}
+
+static COMPILED: Mutex<Vec<Compiled>> = Mutex::new(Vec::new());
+
+/// The engine and module for `bytes` under `opts`, compiled once per process. The lock is held
+/// while compiling so that threads loading the same policy together compile it once.
+fn compiled(
+    bytes: &[u8],
+    opts: &RuntimeOptions,
+) -> anyhow::Result<(wasmtime::Engine, wasmtime::Module)> {
+    let mut cache = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    let known = cache.iter().find(|c| {
+        c.bytes == bytes && c.cache_dir == opts.cache_dir && c.max_memory == opts.max_memory
+    });
+    if let Some(c) = known {
+        return Ok((c.engine.clone(), c.module.clone()));
+    }
+    let engine = new_engine(opts)?;
+    let module = compile(&engine, bytes)?;
+    cache.push(Compiled {
+        bytes: bytes.to_vec(),
+        cache_dir: opts.cache_dir.clone(),
+        max_memory: opts.max_memory,
+        engine: engine.clone(),
+        module: module.clone(),
+    });
+    Ok((engine, module))
 }
 
 fn new_engine(opts: &RuntimeOptions) -> anyhow::Result<wasmtime::Engine> {
