@@ -4,8 +4,8 @@
 use serde_json::{json, Map, Value};
 
 use super::annotations::PROMETHEUS_MERGE_METRICS;
-use super::containers::go_json_text;
 use super::proxy_config::ordered_json;
+use super::proxy_env::go_json_text;
 use super::template::Render;
 use super::traffic;
 use super::values::str_at;

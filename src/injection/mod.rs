@@ -13,6 +13,7 @@ pub mod override_policy;
 pub mod overrides;
 pub mod probes;
 pub mod proxy_config;
+pub mod proxy_env;
 pub mod reinject;
 pub mod resources;
 pub mod template;

@@ -1,0 +1,198 @@
+//! `istio-proxy`'s env, in the template's order: identity and downward-API values,
+//! `PROXY_CONFIG`, the pod's ports and app containers, cluster/mesh identity, proxyMetadata.
+
+use serde_json::{json, Value};
+
+use super::proxy_config::{ordered_json, proxy_config_env, proxy_metadata};
+use super::template::Render;
+use super::values::{str_at, text_at};
+
+const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
+
+pub fn env_list(pairs: &[(String, String)]) -> Value {
+    Value::Array(
+        pairs
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect(),
+    )
+}
+
+fn field_env(name: &str, path: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+}
+
+fn resource_env(name: &str, resource: &str) -> Value {
+    json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
+}
+
+fn value_env(name: &str, value: impl Into<String>) -> Value {
+    json!({"name": name, "value": value.into()})
+}
+
+/// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per line, in Go's
+/// `ContainerPort` field order, laid out as the template's whitespace makes them.
+fn pod_ports(r: &Render) -> String {
+    let mut out = String::from("[");
+    let mut first = true;
+    let containers = r
+        .pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    // A pod's own `istio-proxy` (a customization merged over the template) is not an app
+    // container: listing its ports made re-injection, which no longer sees it, change the env.
+    let apps = containers
+        .iter()
+        .filter(|c| c.get("name").and_then(Value::as_str) != Some("istio-proxy"));
+    for c in apps {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mut m: Vec<(String, Value)> = Vec::new();
+            for (key, omit_zero) in [
+                ("name", true),
+                ("hostPort", true),
+                ("containerPort", false),
+                ("protocol", true),
+                ("hostIP", true),
+            ] {
+                match p.get(key) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) if s.is_empty() && omit_zero => {}
+                    Some(Value::Number(n)) if n.as_i64() == Some(0) && omit_zero => {}
+                    Some(v) => m.push((key.to_string(), v.clone())),
+                }
+            }
+            out.push_str("\n    ");
+            if !first {
+                out.push(',');
+            }
+            out.push_str(&go_json_text(&ordered_json(&m)));
+            first = false;
+        }
+    }
+    out.push_str("\n]");
+    out
+}
+
+/// JSON as Go's `encoding/json` writes it (HTML characters escaped).
+pub fn go_json(v: &Value) -> String {
+    go_json_text(&v.to_string())
+}
+
+/// Go escapes HTML characters in JSON text.
+pub fn go_json_text(s: &str) -> String {
+    s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// The `istio-proxy` env, in template order.
+pub fn proxy_env(r: &Render) -> Vec<Value> {
+    let v = r.values;
+    let mut env = Vec::new();
+    if str_at(r.mesh, &["inboundTrafficPolicy", "mode"]) == Some("LOCALHOST") {
+        env.push(value_env(
+            "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION",
+            "true",
+        ));
+    }
+    env.push(value_env(
+        "PILOT_CERT_PROVIDER",
+        text_at(v, &["global", "pilotCertProvider"]),
+    ));
+    let ca_addr = match text_at(v, &["global", "caAddress"]) {
+        s if !s.is_empty() => s,
+        _ => {
+            let rev = text_at(v, &["revision"]);
+            let suffix = if rev.is_empty() {
+                String::new()
+            } else {
+                format!("-{rev}")
+            };
+            format!(
+                "istiod{suffix}.{}.svc:15012",
+                text_at(v, &["global", "istioNamespace"])
+            )
+        }
+    };
+    env.push(value_env("CA_ADDR", ca_addr));
+    env.push(field_env("POD_NAME", "metadata.name"));
+    env.push(field_env("POD_NAMESPACE", "metadata.namespace"));
+    env.push(field_env("INSTANCE_IP", "status.podIP"));
+    env.push(field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"));
+    env.push(field_env("HOST_IP", "status.hostIP"));
+    env.push(resource_env("ISTIO_CPU_LIMIT", "limits.cpu"));
+    env.push(value_env("PROXY_CONFIG", proxy_config_env(r.pc())));
+    env.push(value_env("ISTIO_META_POD_PORTS", pod_ports(r)));
+    env.push(value_env(
+        "ISTIO_META_APP_CONTAINERS",
+        r.app_containers().join(","),
+    ));
+    env.push(resource_env("GOMEMLIMIT", "limits.memory"));
+    let cluster = match text_at(v, &["global", "multiCluster", "clusterName"]) {
+        s if s.is_empty() => "Kubernetes".to_string(),
+        s => s,
+    };
+    env.push(value_env("ISTIO_META_CLUSTER_ID", cluster));
+    env.push(field_env("ISTIO_META_NODE_NAME", "spec.nodeName"));
+    env.push(value_env(
+        "ISTIO_META_INTERCEPTION_MODE",
+        r.interception_mode(),
+    ));
+    let network = text_at(v, &["global", "network"]);
+    if !network.is_empty() {
+        env.push(value_env("ISTIO_META_NETWORK", network));
+    }
+    if !r.workload.name.is_empty() {
+        env.push(value_env(
+            "ISTIO_META_WORKLOAD_NAME",
+            r.workload.name.clone(),
+        ));
+    }
+    if let Some(owner) = r.workload.owner() {
+        env.push(value_env("ISTIO_META_OWNER", owner));
+    }
+    if r.has(BOOTSTRAP_OVERRIDE) {
+        env.push(value_env(
+            "ISTIO_BOOTSTRAP_OVERRIDE",
+            "/etc/istio/custom-bootstrap/custom_bootstrap.json",
+        ));
+    }
+    let trust_domain = match str_at(r.mesh, &["trustDomain"]).filter(|s| !s.is_empty()) {
+        Some(t) => t.to_string(),
+        None => text_at(v, &["global", "trustDomain"]),
+    };
+    let mesh_id = match text_at(v, &["global", "meshID"]) {
+        s if !s.is_empty() => s,
+        _ => trust_domain.clone(),
+    };
+    if !mesh_id.is_empty() {
+        env.push(value_env("ISTIO_META_MESH_ID", mesh_id));
+    }
+    if !trust_domain.is_empty() {
+        env.push(value_env("TRUST_DOMAIN", trust_domain));
+    }
+    for (k, val) in proxy_metadata(r.pc()) {
+        env.push(value_env(&k, val));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_json_escapes_html() {
+        assert_eq!(
+            go_json(&json!({"a": "<&>"})),
+            r#"{"a":"\u003c\u0026\u003e"}"#
+        );
+    }
+}
