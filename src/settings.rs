@@ -94,7 +94,24 @@ impl Settings {
         if value.is_null() {
             return Ok(Settings::default());
         }
-        serde_json::from_value(value.clone()).map_err(|e| format!("invalid settings: {e}"))
+        let mut settings: Settings =
+            serde_json::from_value(value.clone()).map_err(|e| format!("invalid settings: {e}"))?;
+        settings.fold_injector_values()?;
+        Ok(settings)
+    }
+
+    /// Istio's injector ConfigMap takes `policy` from `values.global.proxy.autoInject` and the
+    /// selectors from `values.sidecarInjectorWebhook.{never,always}InjectSelector`; honour them
+    /// too, so helm values copied from an Istio install mean the same here. The values-level
+    /// selectors are appended after the top-level ones; `disabled` in either place wins.
+    fn fold_injector_values(&mut self) -> Result<(), String> {
+        let (policy, never, always) = injector_values(&self.values)?;
+        if policy == Some(InjectPolicy::Disabled) {
+            self.policy = InjectPolicy::Disabled;
+        }
+        self.never_inject_selector.extend(never);
+        self.always_inject_selector.extend(always);
+        Ok(())
     }
 
     /// The revision name as Istio writes it in annotations (`default` for the default revision).
@@ -109,6 +126,17 @@ impl Settings {
     /// Semantic checks beyond the shape serde enforces.
     pub fn validate(&self) -> Result<(), String> {
         crate::revision::validate_settings(self)?;
+        let (_, never, always) = injector_values(&self.values)?;
+        for (i, s) in never.iter().enumerate() {
+            s.validate().map_err(|e| {
+                format!("values.sidecarInjectorWebhook.neverInjectSelector[{i}]: {e}")
+            })?;
+        }
+        for (i, s) in always.iter().enumerate() {
+            s.validate().map_err(|e| {
+                format!("values.sidecarInjectorWebhook.alwaysInjectSelector[{i}]: {e}")
+            })?;
+        }
         for (i, s) in self.never_inject_selector.iter().enumerate() {
             s.validate()
                 .map_err(|e| format!("neverInjectSelector[{i}]: {e}"))?;
@@ -130,6 +158,30 @@ impl Settings {
     }
 }
 
+/// The injector settings Istio keeps in helm values: (autoInject policy, never, always selectors).
+type InjectorValues = (Option<InjectPolicy>, Vec<LabelSelector>, Vec<LabelSelector>);
+
+fn injector_values(values: &serde_json::Value) -> Result<InjectorValues, String> {
+    let policy = match values.pointer("/global/proxy/autoInject") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(InjectPolicy::deserialize(v).map_err(|e| {
+            format!("values.global.proxy.autoInject: {e} (expected enabled or disabled)")
+        })?),
+    };
+    let selectors = |key: &str| -> Result<Vec<LabelSelector>, String> {
+        match values.pointer(&format!("/sidecarInjectorWebhook/{key}")) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(v) => Vec::<LabelSelector>::deserialize(v)
+                .map_err(|e| format!("values.sidecarInjectorWebhook.{key}: {e}")),
+        }
+    };
+    Ok((
+        policy,
+        selectors("neverInjectSelector")?,
+        selectors("alwaysInjectSelector")?,
+    ))
+}
+
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 impl kubewarden_policy_sdk::settings::Validatable for Settings {
     fn validate(&self) -> Result<(), String> {
@@ -148,6 +200,38 @@ mod tests {
         assert_eq!(s.istio_namespace, "istio-system");
         assert_eq!(s.ignored_namespaces.len(), 4);
         assert_eq!(s.revision_name(), "default");
+    }
+
+    #[test]
+    fn injector_config_in_values_is_honoured() {
+        let s = Settings::from_value(&json!({
+            "neverInjectSelector": [{"matchLabels": {"a": "b"}}],
+            "values": {
+                "global": {"proxy": {"autoInject": "disabled"}},
+                "sidecarInjectorWebhook": {
+                    "neverInjectSelector": [{"matchExpressions": [{"key": "job", "operator": "Exists"}]}],
+                    "alwaysInjectSelector": [{"matchLabels": {"mesh": "always"}}]
+                }
+            }
+        }))
+        .unwrap();
+        assert_eq!(s.policy, InjectPolicy::Disabled);
+        assert_eq!(s.never_inject_selector.len(), 2);
+        assert_eq!(s.always_inject_selector.len(), 1);
+        let err = Settings::from_value(
+            &json!({"values": {"global": {"proxy": {"autoInject": "maybe"}}}}),
+        )
+        .unwrap_err();
+        assert!(err.contains("values.global.proxy.autoInject"), "{err}");
+        let bad: Settings = serde_json::from_value(json!({
+            "values": {"sidecarInjectorWebhook": {"neverInjectSelector": [{"matchExpressions": [{"key": "k", "operator": "In"}]}]}}
+        }))
+        .unwrap();
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.contains("values.sidecarInjectorWebhook.neverInjectSelector[0]"),
+            "{err}"
+        );
     }
 
     #[test]
