@@ -3,6 +3,8 @@
 //! Istio compares Go structs, which hides JSON-level noise (omitempty zero values, `null`
 //! volume sources, non-canonical quantities). A JSON runner must remove the same noise on
 //! both sides, and nothing more, so that every remaining difference is a real one.
+//! Strings compare byte for byte, including JSON carried in strings (`PROXY_CONFIG`,
+//! `ISTIO_META_POD_PORTS`, `ISTIO_KUBE_APP_PROBERS`, `proxy.istio.io/overrides`), as Istio does.
 //!
 //! This file is self-contained (serde_json only) so the integration tests can include it.
 
