@@ -13,9 +13,6 @@ pub mod settings;
 /// Random requests and invariants for fuzzing (native builds only).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testgen;
-/// Random requests and invariants for fuzzing (native builds only).
-#[cfg(not(target_arch = "wasm32"))]
-pub mod testgen;
 
 // The waPC glue below is left out on wasm32-unknown-unknown, where the browser playground
 // (web/) links the logic without waPC's exports and host imports.
