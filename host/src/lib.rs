@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cases;
 pub mod check;
 pub mod conformance;
+pub mod fuzz;
 pub mod input;
 pub mod kube_inject;
 pub mod manifest;

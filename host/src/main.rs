@@ -99,6 +99,9 @@ enum Command {
     Upgrade(revinject::upgrade::UpgradeArgs),
     /// Which installed revision injects a pod, and why (like `istioctl x check-inject`).
     Check(revinject::check::CheckArgs),
+    /// Random requests through the policy, checking its invariants (and, with --duration, a
+    /// multi-threaded soak compared with a single-threaded run).
+    Fuzz(revinject::fuzz::FuzzArgs),
     /// Measure policy.wasm on the bundled workloads (latency, throughput, instantiation).
     Bench(revinject::bench::BenchArgs),
 }
@@ -139,6 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Manifest(args) => revinject::manifest::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Upgrade(args) => revinject::upgrade::run(&args),
         Command::Check(args) => revinject::check::run(&args),
+        Command::Fuzz(args) => revinject::fuzz::run(&args),
         Command::Bench(args) => revinject::bench::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS

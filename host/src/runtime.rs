@@ -71,6 +71,13 @@ pub trait HostCapabilities {
     /// (`{"api_version", "kind", "name", "namespace", "disable_cache", ...}`); the answer is the
     /// resource JSON, or an error message the guest receives as the host call's failure.
     fn get_resource(&self, request: &Value) -> Result<Value, String>;
+
+    /// The bytes handed to the guest for a `get_resource` call: [`Self::get_resource`] as JSON.
+    /// Fault-injection tests override it to send the guest bytes that are not JSON.
+    fn get_resource_bytes(&self, request: &Value) -> Result<Vec<u8>, String> {
+        let resource = self.get_resource(request)?;
+        serde_json::to_vec(&resource).map_err(|e| format!("cannot encode the resource: {e}"))
+    }
 }
 
 /// Host capabilities that answer nothing (settings validation, protocol version).
@@ -184,10 +191,10 @@ fn host_callback(
         ("kubewarden", "kubernetes", "get_resource") => {
             let request: Value = serde_json::from_slice(payload)
                 .map_err(|e| format!("cannot decode the get_resource request: {e}"))?;
-            let answer = with_current_host(|host| host.get_resource(&request))
+            let answer = with_current_host(|host| host.get_resource_bytes(&request))
                 .ok_or("no host capabilities are attached to this call")?;
             match answer {
-                Ok(resource) => Ok(serde_json::to_vec(&resource)?),
+                Ok(bytes) => Ok(bytes),
                 // The wording policy-evaluator uses for a failed callback.
                 Err(e) => Err(format!("Callback evaluation failure: {e}").into()),
             }

@@ -174,3 +174,223 @@ fn a_guest_error_is_a_500_naming_it() {
         "the policy returned an error: Guest call failure: validate failed on purpose",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real policy: failing host callbacks and oversized input.
+
+fn policy() -> PolicyRuntime {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.wasm");
+    assert!(wasm.exists(), "run `make policy.wasm` first");
+    let options = RuntimeOptions {
+        guest_logs: false,
+        cache_dir: None,
+        ..RuntimeOptions::default()
+    };
+    PolicyRuntime::load(&wasm, &options).unwrap()
+}
+
+/// Answers every Namespace lookup the same way, as bytes.
+struct Answering(Result<Vec<u8>, String>);
+
+impl revinject::HostCapabilities for Answering {
+    fn get_resource(&self, _request: &serde_json::Value) -> Result<serde_json::Value, String> {
+        unreachable!("get_resource_bytes is overridden")
+    }
+
+    fn get_resource_bytes(&self, _request: &serde_json::Value) -> Result<Vec<u8>, String> {
+        self.0.clone()
+    }
+}
+
+fn labelled() -> Answering {
+    Answering(Ok(
+        br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","labels":{"istio-injection":"enabled"}}}"#.to_vec(),
+    ))
+}
+
+fn pod_request(pod: serde_json::Value) -> serde_json::Value {
+    json!({"uid": "big", "operation": "CREATE", "namespace": "shop",
+           "kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": pod})
+}
+
+fn app_pod(container: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "big", "namespace": "shop"},
+           "spec": {"containers": [container]}})
+}
+
+/// A namespace lookup that fails, or answers something that is not a Namespace, follows
+/// `namespaceLookupFailure`: rejected (fail closed) or admitted unchanged with a warning.
+#[test]
+fn failing_namespace_callbacks_follow_namespace_lookup_failure() {
+    let runtime = policy();
+    let request = pod_request(app_pod(json!({"name": "app", "image": "a"})));
+    let answers = [
+        (
+            "error",
+            Answering(Err("namespaces \"shop\" is forbidden".into())),
+            "is forbidden",
+        ),
+        (
+            "not JSON",
+            Answering(Ok(b"{\"metadata\": tru".to_vec())),
+            "cannot read Namespace",
+        ),
+        (
+            "a JSON string",
+            Answering(Ok(b"\"shop\"".to_vec())),
+            "malformed",
+        ),
+        (
+            "labels of the wrong type",
+            Answering(Ok(
+                br#"{"metadata":{"labels":{"istio-injection":true}}}"#.to_vec()
+            )),
+            "metadata.labels is not a map of strings",
+        ),
+    ];
+    for (what, host, expected) in &answers {
+        let reject = json!({"defaultRevision": true, "namespaceLookupFailure": "reject"});
+        let r = runtime.admission_response(&request, &reject, host).unwrap();
+        let status = r.status.clone().unwrap();
+        let message = status.message.unwrap();
+        assert!(!r.allowed && status.code == Some(500), "{what}: {r:?}");
+        assert!(
+            message.contains("cannot read Namespace \"shop\""),
+            "{what}: {message}"
+        );
+        assert!(message.contains(expected), "{what}: {message}");
+        assert!(
+            !message.starts_with("internal server error"),
+            "{what}: {message}"
+        );
+
+        let skip = json!({"defaultRevision": true, "namespaceLookupFailure": "skip"});
+        let r = runtime.admission_response(&request, &skip, host).unwrap();
+        assert!(r.allowed && r.patch.is_none(), "{what}: {r:?}");
+        let warnings = r.warnings.unwrap_or_default();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("admitted without injection")),
+            "{what}: {warnings:?}"
+        );
+    }
+    // The instance survived all of it: a good answer injects.
+    let r = runtime
+        .admission_response(&request, &json!({"defaultRevision": true}), &labelled())
+        .unwrap();
+    assert!(r.allowed && r.patch.is_some(), "{r:?}");
+}
+
+/// Kubernetes caps a request body at 3 MiB; the policy handles more than that within the
+/// default limits, and a pod beyond the memory cap is a clear 500, not a crash.
+#[test]
+fn oversized_pods_are_handled_within_the_limits() {
+    let runtime = policy();
+    let settings = json!({"defaultRevision": true});
+    let injects = |pod: serde_json::Value, what: &str| {
+        let started = Instant::now();
+        let r = runtime
+            .admission_response(&pod_request(pod.clone()), &settings, &labelled())
+            .unwrap();
+        assert!(r.allowed, "{what}: {:?}", r.status);
+        let patched = r.patched_object(&pod).unwrap();
+        assert!(patched.to_string().contains("istio-proxy"), "{what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        patched
+    };
+    // A 4 MiB annotation.
+    let mut pod = app_pod(json!({"name": "app", "image": "a"}));
+    pod["metadata"]["annotations"] = json!({"example.com/blob": "x".repeat(4 << 20)});
+    let patched = injects(pod, "4 MiB annotation");
+    assert_eq!(
+        patched["metadata"]["annotations"]["example.com/blob"]
+            .as_str()
+            .map(str::len),
+        Some(4 << 20)
+    );
+    // 10,000 env vars.
+    let env: Vec<_> = (0..10_000)
+        .map(|i| json!({"name": format!("E{i}"), "value": "v"}))
+        .collect();
+    let patched = injects(
+        app_pod(json!({"name": "app", "image": "a", "env": env})),
+        "10,000 env vars",
+    );
+    assert_eq!(
+        patched["spec"]["containers"][0]["env"]
+            .as_array()
+            .map(Vec::len),
+        Some(10_000)
+    );
+    // 2,000 containers with probes.
+    let containers: Vec<_> = (0..2000)
+        .map(|i| {
+            json!({"name": format!("c{i}"), "image": "a", "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/r", "port": 8080}}})
+        })
+        .collect();
+    let mut pod = app_pod(json!({}));
+    pod["spec"]["containers"] = json!(containers);
+    injects(pod, "2,000 containers");
+
+    // Past the memory cap: a 500 that says so, and the next request is served.
+    let small = RuntimeOptions {
+        max_memory: Some(48 << 20),
+        ..RuntimeOptions {
+            guest_logs: false,
+            cache_dir: None,
+            ..RuntimeOptions::default()
+        }
+    };
+    let capped = PolicyRuntime::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.wasm"),
+        &small,
+    )
+    .unwrap();
+    let mut pod = app_pod(json!({"name": "app", "image": "a"}));
+    pod["metadata"]["annotations"] = json!({"example.com/blob": "x".repeat(24 << 20)});
+    let r = capped
+        .admission_response(&pod_request(pod), &settings, &labelled())
+        .unwrap();
+    let status = r.status.unwrap();
+    assert!(!r.allowed && status.code == Some(500));
+    assert!(status
+        .message
+        .unwrap()
+        .contains("exhausted its memory cap of 48 MiB"));
+    let ok = capped
+        .admission_response(
+            &pod_request(app_pod(json!({"name": "app", "image": "a"}))),
+            &settings,
+            &labelled(),
+        )
+        .unwrap();
+    assert!(ok.allowed && ok.patch.is_some());
+}
+
+/// Nesting deeper than serde_json's recursion limit (128) is refused while parsing, with the
+/// reason, before any recursion can exhaust the guest's stack.
+#[test]
+fn deeply_nested_json_is_rejected_with_the_reason() {
+    let runtime = policy();
+    for depth in [200, 100_000] {
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let payload = format!(
+            r#"{{"request":{{"uid":"d","operation":"CREATE","object":{{"spec":{deep}}}}},"settings":{{}}}}"#
+        );
+        let bytes = runtime
+            .call("validate", payload.as_bytes(), &labelled())
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["accepted"], false, "{answer}");
+        assert_eq!(answer["code"], 400);
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains("recursion limit exceeded"), "{message}");
+    }
+}
