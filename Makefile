@@ -6,7 +6,7 @@ REVINJECT := target/release/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay conformance scenarios bench clean web test-web
+.PHONY: all run test fmt-check clippy unit replay conformance scenarios fuzz-smoke bench clean web test-web
 
 all: policy.wasm
 
@@ -35,11 +35,16 @@ replay: policy.wasm $(REVINJECT)
 conformance: policy.wasm $(REVINJECT)
 	$(REVINJECT) conformance $(CONFORMANCE_DIR)
 
+# A short seeded fuzz pass through policy.wasm (docs/reliability.md); failures land in
+# target/fuzz-failures/.
+fuzz-smoke: policy.wasm $(REVINJECT)
+	$(REVINJECT) fuzz --iterations 300 --seed 20261126
+
 scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
-test: fmt-check clippy unit replay conformance scenarios test-web
+test: fmt-check clippy unit replay conformance scenarios fuzz-smoke test-web
 
 # Browser playground (web/, a Cargo workspace of its own): build web/pkg, serve it on localhost.
 WEB_PORT ?= 8080
