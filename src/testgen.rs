@@ -99,7 +99,15 @@ impl<'e> Gen<'e> {
 const REVS: [&str; 5] = ["default", "canary", "prod", "stable", ""];
 
 /// Namespace names: mostly tenants, sometimes an ignored one.
-const NAMESPACES: [&str; 5] = ["shop", "team-a", "payments", "kube-system", "default"];
+const NAMESPACES: [&str; 7] = [
+    "shop",
+    "team-a",
+    "payments",
+    "kube-system",
+    "default",
+    "web",
+    "apps",
+];
 
 /// Per-pod annotations with plausible (and some invalid) values.
 const ANNOTATIONS: &[(&str, &[&str])] = &[
@@ -190,10 +198,10 @@ impl Case {
 }
 
 fn rev_labels(g: &mut Gen, into: &mut Map<String, Value>, injection_key: &str) {
-    if g.chance(30) {
+    if g.chance(35) {
         into.insert(
             injection_key.into(),
-            json!(g.pick(&["enabled", "disabled", "true", "false"])),
+            json!(g.pick(&["enabled", "enabled", "disabled", "true", "false"])),
         );
     }
     if g.chance(50) {
