@@ -34,6 +34,9 @@ pub struct FuzzArgs {
     /// Soak: evaluate on this many threads at once, each with its own runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Soak: fail when RSS grows by more than this after the warm-up (first tenth of the run).
+    #[arg(long, default_value_t = 32)]
+    pub max_rss_growth_mb: u64,
     /// Where to write the request of a failing case.
     #[arg(long, default_value = "target/fuzz-failures")]
     pub failures: PathBuf,
@@ -187,6 +190,27 @@ fn load(args: &FuzzArgs) -> anyhow::Result<PolicyRuntime> {
     PolicyRuntime::load(&args.policy, &options)
 }
 
+/// RSS samples of a soak run, in KiB.
+#[derive(Default)]
+struct RssSamples {
+    after_warmup: Option<u64>,
+    last: Option<u64>,
+    peak: u64,
+}
+
+impl RssSamples {
+    fn sample(&mut self, warmed_up: bool) {
+        let Some(now) = rss_kib() else {
+            return;
+        };
+        self.peak = self.peak.max(now);
+        if warmed_up {
+            self.after_warmup.get_or_insert(now);
+            self.last = Some(now);
+        }
+    }
+}
+
 /// Resident set size of this process, in KiB (Linux; `None` elsewhere).
 pub fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -238,8 +262,10 @@ fn soak(args: &FuzzArgs, expected: &[u64], duration: Duration) -> anyhow::Result
     if expected.is_empty() {
         bail!("--duration needs --iterations of at least 1");
     }
-    let rss_start = rss_kib();
-    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let deadline = start + duration;
+    let warm = start + duration / 10;
+    let mut rss = RssSamples::default();
     let results: Vec<anyhow::Result<(u64, Option<String>)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.threads)
             .map(|t| {
@@ -265,6 +291,10 @@ fn soak(args: &FuzzArgs, expected: &[u64], duration: Duration) -> anyhow::Result
                 })
             })
             .collect();
+        while workers.iter().any(|w| !w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(250));
+            rss.sample(Instant::now() >= warm);
+        }
         workers
             .into_iter()
             .map(|w| {
@@ -273,7 +303,6 @@ fn soak(args: &FuzzArgs, expected: &[u64], duration: Duration) -> anyhow::Result
             })
             .collect()
     });
-    let rss_end = rss_kib();
     let mut evaluated = 0;
     let mut failed = false;
     for r in results {
@@ -284,8 +313,25 @@ fn soak(args: &FuzzArgs, expected: &[u64], duration: Duration) -> anyhow::Result
             failed = true;
         }
     }
-    let growth = match (rss_start, rss_end) {
-        (Some(a), Some(b)) => format!("RSS {} MiB -> {} MiB", a / 1024, b / 1024),
+    let growth = match (rss.after_warmup, rss.last) {
+        (Some(a), Some(b)) => {
+            let grown = b.saturating_sub(a);
+            if grown > args.max_rss_growth_mb * 1024 {
+                eprintln!(
+                    "revinject fuzz: soak: RSS grew by {} MiB after the warm-up (bound {} MiB)",
+                    grown / 1024,
+                    args.max_rss_growth_mb
+                );
+                failed = true;
+            }
+            format!(
+                "RSS after warm-up {} MiB, at the end {} MiB, peak {} MiB (bound +{} MiB)",
+                a / 1024,
+                b / 1024,
+                rss.peak / 1024,
+                args.max_rss_growth_mb
+            )
+        }
         _ => "RSS not available".to_string(),
     };
     println!(
