@@ -2,7 +2,11 @@
 # `make test` is what CI runs. Every target installs what it needs.
 
 CONFORMANCE_DIR ?= ../shared/conformance/istio
-REVINJECT := target/release/revinject
+# Everyday targets use the dev build of revinject: `cargo test` builds it anyway and the
+# wasmtime/Cranelift crates are optimized in the dev profile (Cargo.toml), whereas a release
+# build of wasmtime under the policy's fat LTO takes many minutes. Benchmarks use release.
+REVINJECT := target/debug/revinject
+BENCH_REVINJECT := target/release/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
@@ -14,6 +18,9 @@ policy.wasm: $(SOURCES) scripts/build-wasm.sh
 	./scripts/build-wasm.sh
 
 $(REVINJECT): $(SOURCES) $(HOST_SOURCES)
+	cargo build --locked -p revinject
+
+$(BENCH_REVINJECT): $(SOURCES) $(HOST_SOURCES)
 	cargo build --release --locked -p revinject
 
 run: policy.wasm $(REVINJECT)
@@ -63,9 +70,9 @@ test-web:
 # Performance report (not part of `test`): the native criterion baseline, then policy.wasm
 # through `revinject bench`; writes docs/benchmarks.md and its chart.
 BENCH_ARGS ?= --threads 1 --threads 2
-bench: policy.wasm $(REVINJECT)
+bench: policy.wasm $(BENCH_REVINJECT)
 	cargo bench --locked -p revision-injector --bench evaluate
-	$(REVINJECT) bench $(BENCH_ARGS) --plot docs/benchmarks.svg --markdown docs/benchmarks.md policy.wasm
+	$(BENCH_REVINJECT) bench $(BENCH_ARGS) --plot docs/benchmarks.svg --markdown docs/benchmarks.md policy.wasm
 
 clean:
 	cargo clean
