@@ -143,13 +143,14 @@ pub fn render(r: &Render) -> Result<Value, InjectError> {
     if !secrets.is_empty() {
         spec.insert("imagePullSecrets".into(), Value::Array(secrets));
     }
-    Ok(json!({
-        "metadata": {
-            "labels": metadata::template_labels(r),
-            "annotations": metadata::template_annotations(r),
-        },
-        "spec": spec,
-    }))
+    // Built by hand: `json!` would deep-copy every interpolated value through `to_value`.
+    let mut meta = Map::new();
+    meta.insert("labels".into(), metadata::template_labels(r));
+    meta.insert("annotations".into(), metadata::template_annotations(r));
+    let mut out = Map::new();
+    out.insert("metadata".into(), Value::Object(meta));
+    out.insert("spec".into(), Value::Object(spec));
+    Ok(Value::Object(out))
 }
 
 /// `values.global.imagePullSecrets` as LocalObjectReferences.

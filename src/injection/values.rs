@@ -74,7 +74,7 @@ fn chart_defaults(istio_namespace: &str) -> Value {
             "limits": {"cpu": "2000m", "memory": "1024Mi"}
         }
     });
-    let global = json!({
+    let mut global = json!({
         "hub": DEFAULT_HUB,
         "tag": DEFAULT_TAG,
         "imagePullPolicy": "",
@@ -92,15 +92,17 @@ fn chart_defaults(istio_namespace: &str) -> Value {
         "sds": {"token": {"aud": "istio-ca"}},
         "sts": {"servicePort": 0},
         "mountMtlsCerts": false,
-        "proxy": proxy,
         "proxy_init": {"image": "proxyv2"}
     });
-    json!({
+    let mut out = json!({
         "revision": "",
-        "global": global,
         "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": true},
         "pilot": {"cni": {"enabled": false, "provider": "default"}}
-    })
+    });
+    // Moved in, not interpolated: `json!` deep-copies interpolated values through `to_value`.
+    global["proxy"] = proxy;
+    out["global"] = global;
+    out
 }
 
 /// Istio's built-in MeshConfig defaults for the fields the injector reads.
