@@ -48,6 +48,28 @@ impl Outcome {
         }
     }
 
+    /// [`Outcome::to_validation_response`] serialized, without copying the mutated pod into
+    /// a temporary `Value` first (same bytes: keys in the same sorted order).
+    pub fn validation_response_json(&self) -> serde_json::Result<Vec<u8>> {
+        #[derive(serde::Serialize)]
+        struct Response<'a> {
+            accepted: bool,
+            audit_annotations: Option<&'a BTreeMap<String, String>>,
+            code: Option<u16>,
+            message: Option<&'a str>,
+            mutated_object: Option<&'a Value>,
+            warnings: Option<&'a [String]>,
+        }
+        serde_json::to_vec(&Response {
+            accepted: self.accepted,
+            audit_annotations: Some(&self.audit_annotations).filter(|a| !a.is_empty()),
+            code: self.code,
+            message: self.message.as_deref(),
+            mutated_object: self.mutated_object.as_ref(),
+            warnings: Some(self.warnings.as_slice()).filter(|w| !w.is_empty()),
+        })
+    }
+
     /// The response Kubewarden's SDK would serialize (`ValidationResponse`).
     pub fn to_validation_response(&self) -> Value {
         let mut out = serde_json::Map::new();
@@ -204,4 +226,24 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn validation_response_json_is_the_serialized_validation_response() {
+        let mut full = Outcome::accept();
+        full.mutated_object =
+            Some(json!({"metadata": {"name": "p"}, "spec": {"x": [1, "\u{e9}"]}}));
+        full.warnings = vec!["w1".into(), "w\"2".into()];
+        full.audit_annotations
+            .insert(DECISION_AUDIT_KEY.into(), "{\"inject\":true}".into());
+        for outcome in [Outcome::accept(), Outcome::reject("no <way>", 400), full] {
+            let expected = serde_json::to_vec(&outcome.to_validation_response()).unwrap();
+            assert_eq!(outcome.validation_response_json().unwrap(), expected);
+        }
+    }
 }

@@ -75,5 +75,5 @@ fn validate(payload: &[u8]) -> guest::CallResult {
             ),
         },
     };
-    Ok(serde_json::to_vec(&outcome.to_validation_response())?)
+    Ok(outcome.validation_response_json()?)
 }
