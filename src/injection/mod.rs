@@ -110,7 +110,8 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
         // template has it in `initContainers`: move it there before merging.
         move_container(&mut base, "containers", "initContainers", PROXY);
     }
-    let mut out = overrides::strategic_merge(&base, &tpl, overrides::Ty::Struct("Pod"));
+    let mut out = base;
+    overrides::strategic_merge_into(&mut out, &tpl, overrides::Ty::Struct("Pod"));
     let tproxy = traffic.interception_mode == "TPROXY";
     overrides::reapply_overrides(
         &mut out,

@@ -443,11 +443,18 @@ pub fn go_normalize(value: &Value, ty: Ty) -> Value {
 /// `null` deletes, lists with a merge key merge by it and keep Kubernetes' element order, other
 /// lists and scalars are replaced.
 pub fn strategic_merge(original: &Value, patch: &Value, ty: Ty) -> Value {
-    match (original, patch) {
-        (Value::Object(orig), Value::Object(p))
+    let mut out = original.clone();
+    strategic_merge_into(&mut out, patch, ty);
+    out
+}
+
+/// [`strategic_merge`] in place: `target` becomes the merge of itself and `patch`, without
+/// copying the parts of `target` the patch does not touch (most of a pod).
+pub fn strategic_merge_into(target: &mut Value, patch: &Value, ty: Ty) {
+    match (target, patch) {
+        (Value::Object(out), Value::Object(p))
             if matches!(ty, Ty::Struct(_) | Ty::Map(_)) || ty == Ty::Scalar =>
         {
-            let mut out = orig.clone();
             for (key, pv) in p {
                 if key.starts_with('$') {
                     continue;
@@ -457,27 +464,27 @@ pub fn strategic_merge(original: &Value, patch: &Value, ty: Ty) -> Value {
                     continue;
                 }
                 let fty = child_ty(ty, key);
-                let merged = match out.get(key) {
-                    Some(ov) => merge_field(ov, pv, fty, field(ty, key).and_then(|f| f.key)),
-                    None => pv.clone(),
-                };
-                out.insert(key.clone(), merged);
+                match out.get_mut(key) {
+                    Some(ov) => merge_field_into(ov, pv, fty, field(ty, key).and_then(|f| f.key)),
+                    None => {
+                        out.insert(key.clone(), pv.clone());
+                    }
+                }
             }
-            Value::Object(out)
         }
-        _ => patch.clone(),
+        (target, _) => *target = patch.clone(),
     }
 }
 
-fn merge_field(original: &Value, patch: &Value, ty: Ty, merge_key: Option<&str>) -> Value {
-    match (ty, original, patch, merge_key) {
+fn merge_field_into(original: &mut Value, patch: &Value, ty: Ty, merge_key: Option<&str>) {
+    match (ty, &mut *original, patch, merge_key) {
         (Ty::List(elem), Value::Array(o), Value::Array(p), Some(key)) => {
-            merge_list(o, p, key, *elem)
+            *original = merge_list(o, p, key, *elem);
         }
         (Ty::Struct(_) | Ty::Map(_), Value::Object(_), Value::Object(_), _) => {
-            strategic_merge(original, patch, ty)
+            strategic_merge_into(original, patch, ty);
         }
-        _ => patch.clone(),
+        _ => *original = patch.clone(),
     }
 }
 
