@@ -39,7 +39,7 @@ fn pod_ports(r: &Render) -> String {
         .pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     // A pod's own `istio-proxy` (a customization merged over the template) is not an app
     // container: listing its ports made re-injection, which no longer sees it, change the env.

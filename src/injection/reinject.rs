@@ -3,6 +3,7 @@
 //! back user overrides recorded in `proxy.istio.io/overrides` (`reinsertOverrides`).
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::annotations::SIDECAR_STATUS;
 use super::{metadata, overrides, InjectError};
@@ -45,7 +46,15 @@ fn status_names(status: &Value, key: &str) -> Vec<String> {
 
 /// The pod as the template should see it. `status_port` is the mesh's proxy status port:
 /// prometheus annotations pointing at it were written by the previous injection.
-pub fn template_view(pod: &Value, status_port: &str) -> Result<Value, InjectError> {
+/// A pod with neither a previous injection's status nor recorded overrides is its own view:
+/// it is borrowed, not copied.
+pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Value>, InjectError> {
+    let has_overrides = pod
+        .pointer("/metadata/annotations")
+        .is_some_and(|a| a.get(overrides::PROXY_OVERRIDES).is_some());
+    if !has_overrides && previous_status(pod).is_none() {
+        return Ok(Cow::Borrowed(pod));
+    }
     let mut out = pod.clone();
     if let Some(status) = previous_status(pod) {
         remove_named(&mut out, "containers", &status_names(&status, "containers"));
@@ -65,7 +74,7 @@ pub fn template_view(pod: &Value, status_port: &str) -> Result<Value, InjectErro
         }
     }
     overrides::reinsert_overrides(&mut out)?;
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// `metadata.<field>` of a pod as a map (empty when absent).
@@ -101,6 +110,8 @@ mod tests {
     fn pod_without_status_is_unchanged() {
         let pod = json!({"metadata": {"annotations": {"prometheus.io/port": "15020"}},
             "spec": {"containers": [{"name": "istio-proxy"}]}});
-        assert_eq!(template_view(&pod, "15020").unwrap(), pod);
+        let view = template_view(&pod, "15020").unwrap();
+        assert!(matches!(view, Cow::Borrowed(_)), "copied without need");
+        assert_eq!(view.into_owned(), pod);
     }
 }
