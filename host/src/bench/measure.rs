@@ -97,11 +97,9 @@ const SCOPES: [Scope; 2] = [Scope::EndToEnd, Scope::Guest];
 /// Instantiations timed for `instantiate_us`.
 const INSTANTIATIONS: usize = 200;
 
-fn options(threads: u32) -> RuntimeOptions {
+fn options() -> RuntimeOptions {
     RuntimeOptions {
-        // Every worker's runtime ticks the shared engine's epoch (see
-        // `PolicyRuntime::from_module`): keep policy-server's 2 s per call whatever the count.
-        deadline: Duration::from_secs(2) * threads,
+        deadline: Duration::from_secs(2),
         cache_dir: None,
         guest_logs: false,
         ..RuntimeOptions::default()
@@ -111,7 +109,7 @@ fn options(threads: u32) -> RuntimeOptions {
 fn engine(plan: &Plan) -> anyhow::Result<wasmtime::Engine> {
     let slots = plan.max_threads().saturating_mul(2).saturating_add(8);
     let allocator = plan.allocator;
-    runtime::new_engine_with(&options(plan.max_threads()), move |config| {
+    runtime::new_engine_with(&options(), move |config| {
         if allocator == Allocator::Pooling {
             let mut pool = wasmtime::PoolingAllocationConfig::new();
             pool.total_core_instances(slots)
@@ -132,7 +130,7 @@ pub fn run(plan: &Plan, bytes: &[u8]) -> anyhow::Result<Report> {
     let module = runtime::compile(&engine, bytes)?;
     let compile = started.elapsed();
 
-    let opts = options(plan.max_threads());
+    let opts = options();
     let probe = PolicyRuntime::from_module(&engine, module.clone(), &opts)?;
     for workload in plan.workloads {
         check_workload(&probe, workload)?;
