@@ -39,8 +39,9 @@ impl<'a> ByteEntropy<'a> {
 }
 
 impl Entropy for ByteEntropy<'_> {
+    /// Two bytes per number: most choices are small, and libFuzzer's inputs start short.
     fn next_u64(&mut self) -> u64 {
-        let n = self.data.len().min(8);
+        let n = self.data.len().min(2);
         let (head, rest) = self.data.split_at(n);
         self.data = rest;
         head.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b))
