@@ -2,7 +2,7 @@
 //! Kubewarden mutating policy.
 //!
 //! The logic lives in plain Rust modules ([`admission`], [`revision`], [`injection`]) that
-//! compile natively and to `wasm32-wasip1`; this file is only the waPC glue.
+//! compile natively and to `wasm32-wasip1`; [`glue`] is only the waPC glue.
 
 pub mod admission;
 pub mod injection;
@@ -14,66 +14,75 @@ pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testgen;
 
-// The waPC glue below is left out on wasm32-unknown-unknown, where the browser playground
-// (web/) links the logic without waPC's exports and host imports.
+/// The waPC entry points. Left out on wasm32-unknown-unknown, where the browser playground
+/// (web/) links the logic without waPC's exports and host imports.
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-use kubewarden_policy_sdk::wapc_guest as guest;
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-use kubewarden_policy_sdk::{protocol_version_guest, validate_settings};
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-use serde_json::Value;
+pub mod glue {
+    use kubewarden_policy_sdk::host_capabilities::kubernetes::{get_resource, GetResourceRequest};
+    use kubewarden_policy_sdk::protocol_version_guest;
+    use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+    use kubewarden_policy_sdk::wapc_guest as guest;
+    use serde_json::Value;
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-use crate::admission::Cluster;
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-use crate::settings::Settings;
+    use crate::admission::{self, Cluster};
+    use crate::settings::Settings;
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-#[unsafe(no_mangle)]
-pub extern "C" fn wapc_init() {
-    guest::register_function("validate", validate);
-    guest::register_function("validate_settings", validate_settings::<Settings>);
-    guest::register_function("protocol_version", protocol_version_guest);
-}
-
-/// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-struct HostCluster;
-
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-impl Cluster for HostCluster {
-    fn namespace(&self, name: &str) -> Result<Value, String> {
-        use kubewarden_policy_sdk::host_capabilities::kubernetes::{
-            get_resource, GetResourceRequest,
-        };
-        let req = GetResourceRequest {
-            api_version: "v1".to_string(),
-            kind: "Namespace".to_string(),
-            name: name.to_string(),
-            namespace: None,
-            disable_cache: false,
-            field_masks: None,
-        };
-        get_resource::<Value>(&req).map_err(|e| e.to_string())
+    #[unsafe(no_mangle)]
+    pub extern "C" fn wapc_init() {
+        guest::register_function("validate", validate);
+        guest::register_function("validate_settings", validate_settings);
+        guest::register_function("protocol_version", protocol_version_guest);
     }
-}
 
-/// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in, `ValidationResponse` out.
-/// Every failure becomes a rejection with a message, never a guest error.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-fn validate(payload: &[u8]) -> guest::CallResult {
-    let outcome = match serde_json::from_slice::<Value>(payload) {
-        Err(e) => {
-            admission::Outcome::reject(format!("cannot parse the validation request: {e}"), 400)
+    /// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability.
+    struct HostCluster;
+
+    impl Cluster for HostCluster {
+        fn namespace(&self, name: &str) -> Result<Value, String> {
+            let req = GetResourceRequest {
+                api_version: "v1".to_string(),
+                kind: "Namespace".to_string(),
+                name: name.to_string(),
+                namespace: None,
+                disable_cache: false,
+                field_masks: None,
+            };
+            get_resource::<Value>(&req).map_err(|e| e.to_string())
         }
-        Ok(v) => match Settings::from_value(v.get("settings").unwrap_or(&Value::Null)) {
-            Err(e) => admission::Outcome::reject(e, 400),
-            Ok(settings) => admission::evaluate(
-                v.get("request").unwrap_or(&Value::Null),
-                &settings,
-                &HostCluster,
-            ),
-        },
-    };
-    Ok(outcome.validation_response_json()?)
+    }
+
+    /// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in,
+    /// `ValidationResponse` out. Every failure becomes a rejection with a message, never a
+    /// guest error (hosts report those as a bare 500).
+    fn validate(payload: &[u8]) -> guest::CallResult {
+        let outcome = match serde_json::from_slice::<Value>(payload) {
+            Err(e) => {
+                admission::Outcome::reject(format!("cannot parse the validation request: {e}"), 400)
+            }
+            Ok(v) => match Settings::from_value(v.get("settings").unwrap_or(&Value::Null)) {
+                Err(e) => admission::Outcome::reject(e, 400),
+                Ok(settings) => admission::evaluate(
+                    v.get("request").unwrap_or(&Value::Null),
+                    &settings,
+                    &HostCluster,
+                ),
+            },
+        };
+        Ok(outcome.validation_response_json()?)
+    }
+
+    /// waPC `validate_settings`. Unlike the SDK's generic helper, a payload that does not
+    /// deserialize (an unknown key, a wrong type) answers `valid: false` with serde's message
+    /// naming the key, instead of failing the call.
+    fn validate_settings(payload: &[u8]) -> guest::CallResult {
+        let checked = serde_json::from_slice::<Value>(payload)
+            .map_err(|e| format!("settings are not JSON: {e}"))
+            .and_then(|v| Settings::from_value(&v))
+            .and_then(|s| s.validate());
+        let response = SettingsValidationResponse {
+            valid: checked.is_ok(),
+            message: checked.err(),
+        };
+        Ok(serde_json::to_vec(&response)?)
+    }
 }

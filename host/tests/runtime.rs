@@ -162,6 +162,8 @@ fn run_prints_one_line_for_an_admission_review_or_a_bare_request() {
     ]);
     assert!(!ok);
     assert!(stdout.contains("\"valid\":false"), "{stdout}");
+    // The policy answers valid:false itself, naming the unknown key (not a guest error).
+    assert!(stdout.contains("unknown field `revison`"), "{stdout}");
     assert!(
         stderr.contains("Provided settings are not valid"),
         "{stderr}"
