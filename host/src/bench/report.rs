@@ -113,9 +113,9 @@ pub fn native_medians(criterion_dir: &Path) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for group in ["evaluate", "payload"] {
         for workload in WORKLOADS {
+            // Criterion names the directory of `group/name` as `group_name`.
             let path = criterion_dir
-                .join(group)
-                .join(workload)
+                .join(format!("{group}_{workload}"))
                 .join("new/estimates.json");
             let median = std::fs::read_to_string(&path)
                 .ok()
@@ -411,4 +411,73 @@ pub fn markdown(
 /// Write `text` to `path`, naming the file on failure.
 pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_medians_read_criterion_estimates() {
+        let dir = std::env::temp_dir().join(format!("revinject-criterion-{}", std::process::id()));
+        let new = dir.join("payload_hello/new");
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(
+            new.join("estimates.json"),
+            r#"{"mean":{"point_estimate":9.0},"median":{"point_estimate":1234.5}}"#,
+        )
+        .unwrap();
+        let medians = native_medians(&dir);
+        assert_eq!(medians.get("payload/hello"), Some(&1234.5));
+        assert_eq!(medians.len(), 1, "{medians:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn json_has_exactly_the_issue_schema() {
+        let report = Report {
+            module_bytes: 1,
+            compile_ms: 2.0,
+            instantiate_us: 3.0,
+            peak_rss_bytes: 4,
+            results: vec![ResultRow {
+                workload: "hello".into(),
+                mode: "warm".into(),
+                threads: 1,
+                scope: "guest".into(),
+                p50_us: 1.0,
+                p90_us: 2.0,
+                p99_us: 3.0,
+                max_us: 4.0,
+                rps: 5.0,
+            }],
+            distributions: Vec::new(),
+            allocator: Allocator::Pooling,
+        };
+        let v = serde_json::to_value(&report).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "compile_ms",
+                "instantiate_us",
+                "module_bytes",
+                "peak_rss_bytes",
+                "results"
+            ]
+        );
+        let row: Vec<&str> = v["results"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            row,
+            [
+                "max_us", "mode", "p50_us", "p90_us", "p99_us", "rps", "scope", "threads",
+                "workload"
+            ]
+        );
+    }
 }
