@@ -584,19 +584,6 @@ fn names(list: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-/// Names listed under `key` in the `sidecar.istio.io/status` annotation.
-fn status_names(status: &Value, key: &str) -> Vec<String> {
-    status
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn annotation<'a>(pod: &'a Value, name: &str) -> Option<&'a str> {
     pod.pointer("/metadata/annotations")
         .and_then(|a| a.get(name))
@@ -631,7 +618,7 @@ pub fn reapply_overrides(
         ("containers", "containers"),
         ("initContainers", "initContainers"),
     ] {
-        let injected = status_names(&status, status_key);
+        let injected = super::reinject::status_names(&status, status_key);
         let template_list = template_spec
             .get(list)
             .and_then(Value::as_array)

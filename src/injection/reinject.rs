@@ -32,7 +32,8 @@ fn remove_named(pod: &mut Value, list: &str, names: &[String]) {
     }
 }
 
-fn status_names(status: &Value, key: &str) -> Vec<String> {
+/// Names listed under `key` in the `sidecar.istio.io/status` annotation.
+pub(super) fn status_names(status: &Value, key: &str) -> Vec<String> {
     status
         .get(key)
         .and_then(Value::as_array)
