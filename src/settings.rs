@@ -95,7 +95,7 @@ impl Settings {
             return Ok(Settings::default());
         }
         let mut settings: Settings =
-            serde_json::from_value(value.clone()).map_err(|e| format!("invalid settings: {e}"))?;
+            Settings::deserialize(value).map_err(|e| format!("invalid settings: {e}"))?;
         settings.fold_injector_values()?;
         Ok(settings)
     }
