@@ -116,8 +116,20 @@ impl Evaluator for NativeEvaluator {
             revision_injector::admission::evaluate(request, &settings, &OneNamespace(namespace))
         }))
         .map_err(|_| anyhow!("the policy panicked"))?;
-        let validation: ValidationResponse =
-            serde_json::from_value(outcome.to_validation_response())?;
+        Evaluation::from_validation(
+            request,
+            serde_json::from_value(outcome.to_validation_response())?,
+        )
+    }
+}
+
+impl Evaluation {
+    /// The AdmissionResponse the host sends for `validation`, keeping the mutated object for
+    /// the patch round-trip check. Both engines answer through here.
+    fn from_validation(
+        request: &Value,
+        validation: ValidationResponse,
+    ) -> anyhow::Result<Evaluation> {
         let uid = request.get("uid").and_then(Value::as_str).unwrap_or("");
         let response = AdmissionResponse::from_validation(
             uid,
@@ -126,7 +138,7 @@ impl Evaluator for NativeEvaluator {
         )?;
         Ok(Evaluation {
             response: serde_json::to_value(response)?,
-            mutated_object: outcome.mutated_object,
+            mutated_object: validation.mutated_object,
         })
     }
 }
@@ -166,7 +178,6 @@ impl Evaluator for WasmEvaluator {
         settings: &Value,
         namespace: &Value,
     ) -> anyhow::Result<Evaluation> {
-        let uid = request.get("uid").and_then(Value::as_str).unwrap_or("");
         let name = namespace
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -180,15 +191,7 @@ impl Evaluator for WasmEvaluator {
         };
         let validation: ValidationResponse = serde_json::from_slice(&bytes)
             .context("the policy's answer is not a ValidationResponse")?;
-        let response = AdmissionResponse::from_validation(
-            uid,
-            request.get("object").filter(|o| !o.is_null()),
-            &validation,
-        )?;
-        Ok(Evaluation {
-            response: serde_json::to_value(response)?,
-            mutated_object: validation.mutated_object,
-        })
+        Evaluation::from_validation(request, validation)
     }
 }
 
