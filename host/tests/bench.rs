@@ -3,21 +3,14 @@
 //! consistency only: no timing is asserted).
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::repo;
 
 #[test]
 fn bench_reports_every_measurement_in_the_issue_schema() {
-    let wasm = repo().join("policy.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make policy.wasm`",
-        wasm.display()
-    );
+    let wasm = common::policy_wasm();
     let out_dir = std::env::temp_dir().join(format!("revinject-bench-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let (svg, md) = (out_dir.join("chart.svg"), out_dir.join("report.md"));

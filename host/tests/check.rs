@@ -3,27 +3,21 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use revinject::check::{check_pod, pod_object, Installed, Verdict};
 use revinject::conformance::{NativeEvaluator, WasmEvaluator};
 use revinject::runtime::namespace_object;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::repo;
 
 const OLD: &str = "test-data/canary/settings-old.yaml";
 const NEW: &str = "test-data/canary/settings-new.yaml";
 
 fn wasm() -> WasmEvaluator {
-    let wasm = repo().join("policy.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make policy.wasm` (make unit does) before cargo test",
-        wasm.display()
-    );
+    let wasm = common::policy_wasm();
     WasmEvaluator::load(&wasm).unwrap()
 }
 

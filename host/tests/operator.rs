@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use revinject::kube_inject::Injector;
@@ -14,17 +14,11 @@ use revinject::upgrade::{rehearse, render_text, Report};
 use revision_injector::admission::DECISION_AUDIT_KEY;
 use revision_injector::settings::Settings;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::repo;
 
 fn policy() -> PolicyRuntime {
-    let wasm = repo().join("policy.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make policy.wasm` (make unit does) before cargo test",
-        wasm.display()
-    );
+    let wasm = common::policy_wasm();
     let options = RuntimeOptions {
         guest_logs: false,
         ..RuntimeOptions::default()

@@ -1,11 +1,10 @@
 //! `revinject replay` as CI runs it: one line per case, the closing count, the exit status.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::repo;
 
 fn replay(dir: &Path) -> (bool, Vec<String>) {
     let out = Command::new(env!("CARGO_BIN_EXE_revinject"))

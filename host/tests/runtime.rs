@@ -2,7 +2,7 @@
 //! tests run) and against tiny hand-written waPC guests for the failure paths.
 
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -10,17 +10,11 @@ use revinject::input::read_request;
 use revinject::runtime::{PolicyRuntime, RuntimeOptions};
 use revinject::session::Session;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::repo;
 
 fn policy() -> PolicyRuntime {
-    let wasm = repo().join("policy.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make policy.wasm` (make unit does) before cargo test",
-        wasm.display()
-    );
+    let wasm = common::policy_wasm();
     PolicyRuntime::load(&wasm, &RuntimeOptions::default()).unwrap()
 }
 
