@@ -161,7 +161,7 @@ fn check_proxy_config(value: &str) -> Result<(), String> {
     let parsed: Value = if value.trim().is_empty() {
         Value::Object(Map::new())
     } else {
-        serde_yaml::from_str(value).map_err(|e| convert(e.to_string()))?
+        super::proxy_yaml::parse(value).map_err(convert)?
     };
     let obj = match parsed {
         Value::Object(obj) => obj,

@@ -14,6 +14,7 @@ pub mod overrides;
 pub mod probes;
 pub mod proxy_config;
 pub mod proxy_env;
+pub mod proxy_yaml;
 pub mod reinject;
 pub mod resources;
 pub mod template;

@@ -73,7 +73,7 @@ fn parse_annotation(text: &str) -> Result<Value, InjectError> {
             "invalid value '{text}' for annotation '{PROXY_CONFIG}': {e}"
         ))
     };
-    let v: Value = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let v = super::proxy_yaml::parse(text).map_err(bad)?;
     match v {
         Value::Object(_) => Ok(v),
         Value::Null => Ok(Value::Object(Map::new())),
