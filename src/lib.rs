@@ -5,7 +5,9 @@
 //! compile natively and to `wasm32-wasip1`; [`glue`] is only the waPC glue.
 
 pub mod admission;
+pub mod allocator;
 pub mod injection;
+pub mod json;
 pub mod revision;
 pub mod schema;
 pub mod selector;
