@@ -3,6 +3,7 @@
 //! The waPC glue in `lib.rs` and every native caller (tests, benchmarks) go through
 //! [`evaluate`], so what runs natively is what runs in `policy.wasm`.
 
+use crate::json::Path;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -207,7 +208,7 @@ fn namespace_labels(ns: &Value) -> Result<BTreeMap<String, String>, String> {
         Some(m) if m.is_object() => {}
         Some(_) => return malformed("metadata is not an object"),
     }
-    match ns.pointer("/metadata/labels") {
+    match ns.at(&["metadata", "labels"]) {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) if m.values().all(Value::is_string) => {}
         Some(_) => return malformed("metadata.labels is not a map of strings"),
@@ -218,7 +219,7 @@ fn namespace_labels(ns: &Value) -> Result<BTreeMap<String, String>, String> {
 /// `metadata.labels` of an object as a map; non-string values are ignored.
 pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
     object
-        .pointer("/metadata/labels")
+        .at(&["metadata", "labels"])
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()

@@ -6,6 +6,7 @@
 //! injector's own `injectRequired` chain ([`crate::revision::decide`]'s second half).
 //! The result is a [`Decision`] value shared by the policy, the tests and `revinject check`.
 
+use crate::json::Path;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -271,7 +272,7 @@ pub fn decide(
     ns.entry(NAMESPACE_NAME_LABEL.to_string())
         .or_insert_with(|| namespace.to_string());
     let inject_annotation = pod
-        .pointer("/metadata/annotations")
+        .at(&["metadata", "annotations"])
         .and_then(|a| a.get(INJECT_LABEL))
         .and_then(Value::as_str)
         .map(str::to_string);
@@ -280,7 +281,7 @@ pub fn decide(
         ns,
         pod: labels_of(pod),
         inject_annotation,
-        host_network: pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)),
+        host_network: pod.at(&["spec", "hostNetwork"]) == Some(&Value::Bool(true)),
     };
     let matched = webhooks(settings)
         .into_iter()

@@ -3,6 +3,7 @@
 //! Unknown keys are rejected (`deny_unknown_fields`) so that a typo in an injector's
 //! configuration fails `validate_settings` instead of silently changing behaviour.
 
+use crate::json::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::selector::LabelSelector;
@@ -162,14 +163,14 @@ impl Settings {
 type InjectorValues = (Option<InjectPolicy>, Vec<LabelSelector>, Vec<LabelSelector>);
 
 fn injector_values(values: &serde_json::Value) -> Result<InjectorValues, String> {
-    let policy = match values.pointer("/global/proxy/autoInject") {
+    let policy = match values.at(&["global", "proxy", "autoInject"]) {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(InjectPolicy::deserialize(v).map_err(|e| {
             format!("values.global.proxy.autoInject: {e} (expected enabled or disabled)")
         })?),
     };
     let selectors = |key: &str| -> Result<Vec<LabelSelector>, String> {
-        match values.pointer(&format!("/sidecarInjectorWebhook/{key}")) {
+        match values.at(&["sidecarInjectorWebhook", key]) {
             None | Some(serde_json::Value::Null) => Ok(Vec::new()),
             Some(v) => Vec::<LabelSelector>::deserialize(v)
                 .map_err(|e| format!("values.sidecarInjectorWebhook.{key}: {e}")),

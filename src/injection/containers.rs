@@ -1,6 +1,7 @@
 //! The containers of the `sidecar` template: `istio-init` (or `istio-validation` with CNI),
 //! `enable-core-dump`, and `istio-proxy` with its env, probes, security context and mounts.
 
+use crate::json::Path;
 use serde_json::{json, Map, Value};
 
 use super::annotations::{
@@ -43,7 +44,7 @@ fn image_type(r: &Render) -> String {
         .map(traffic::go_sprint)
         .or_else(|| {
             r.pc()
-                .pointer("/image/imageType")
+                .at(&["image", "imageType"])
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
@@ -237,7 +238,7 @@ fn proxy_security_context(r: &Render) -> Value {
     ) == "true";
     let trace = r
         .pc()
-        .pointer("/proxyMetadata/IPTABLES_TRACE_LOGGING")
+        .at(&["proxyMetadata", "IPTABLES_TRACE_LOGGING"])
         .and_then(Value::as_str)
         == Some("true");
     if trace {

@@ -1,6 +1,7 @@
 //! Pod metadata written by injection: the template's labels and annotations, the prometheus
 //! "metrics merge" rewrite, and the `sidecar.istio.io/status` record of what was injected.
 
+use crate::json::Path;
 use serde_json::{json, Map, Value};
 
 use super::annotations::PROMETHEUS_MERGE_METRICS;
@@ -108,27 +109,28 @@ pub fn template_annotations(r: &Render) -> Value {
     Value::Object(a)
 }
 
-/// Prometheus' `SanitizeLabelName`: every character outside `[a-zA-Z0-9_]` becomes `_`.
-fn sanitize(k: &str) -> String {
-    k.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 const SCRAPE: &str = "prometheus_io_scrape";
 const PORT: &str = "prometheus_io_port";
 const PATH: &str = "prometheus_io_path";
 const TARGETS: &str = "prometheus_istio_io_scrape_targets";
 
+/// Whether Prometheus' `SanitizeLabelName(k)` (every character outside `[a-zA-Z0-9_]` becomes
+/// `_`) equals the ASCII `want`, without building the sanitized key.
+fn sanitizes_to(k: &str, want: &str) -> bool {
+    let mut wanted = want.bytes();
+    k.chars().all(|c| {
+        let s = if c.is_ascii_alphanumeric() || c == '_' {
+            c as u8
+        } else {
+            b'_'
+        };
+        wanted.next() == Some(s)
+    }) && wanted.next().is_none()
+}
+
 fn annotation_by_sanitized<'a>(ann: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     ann.iter()
-        .find(|(k, _)| sanitize(k) == key)
+        .find(|(k, _)| sanitizes_to(k, key))
         .and_then(|(_, v)| v.as_str())
 }
 
@@ -139,7 +141,11 @@ pub fn prometheus_port(ann: &Map<String, Value>) -> Option<String> {
 
 /// Remove every spelling of the prometheus scrape annotations.
 pub fn clear_prometheus(ann: &mut Map<String, Value>) {
-    ann.retain(|k, _| !matches!(sanitize(k).as_str(), SCRAPE | PORT | PATH | TARGETS));
+    ann.retain(|k, _| {
+        ![SCRAPE, PORT, PATH, TARGETS]
+            .iter()
+            .any(|w| sanitizes_to(k, w))
+    });
 }
 
 /// Metrics merge: move the app's scrape settings into `ISTIO_PROMETHEUS_ANNOTATIONS` on the proxy
@@ -234,7 +240,7 @@ fn push_env(proxy: Option<&mut Value>, value: &str) {
 /// Names of the `name`d items of `spec[field]` of the template pod, or null when none.
 fn names(template: &Value, field: &str) -> Value {
     let list: Vec<Value> = template
-        .pointer(&format!("/spec/{field}"))
+        .at(&["spec", field])
         .and_then(Value::as_array)
         .map(|l| l.iter().filter_map(|i| i.get("name").cloned()).collect())
         .unwrap_or_default();

@@ -23,6 +23,7 @@ pub mod values;
 pub mod volumes;
 pub mod workload;
 
+use crate::json::Path;
 use serde_json::{json, Map, Value};
 
 use crate::settings::Settings;
@@ -62,7 +63,7 @@ pub fn inject(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     if !denied.is_empty() {
         let mut stripped = pod.clone();
         if let Some(a) = stripped
-            .pointer_mut("/metadata/annotations")
+            .at_mut(&["metadata", "annotations"])
             .and_then(Value::as_object_mut)
         {
             a.retain(|k, _| !denied.contains(&k.as_str()));
@@ -83,7 +84,7 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     let mesh = values::effective_mesh(ctx.settings, &values);
     let pod_mesh = proxy_config::apply_pod_proxy_config(&mesh, &annotations)?;
     let status_port = mesh
-        .pointer("/defaultConfig/statusPort")
+        .at(&["defaultConfig", "statusPort"])
         .map(go_sprint)
         .unwrap_or_else(|| "15020".into());
 
@@ -112,31 +113,21 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
         move_container(&mut base, "containers", "initContainers", PROXY);
     }
     let mut out = base;
-    overrides::strategic_merge_into(&mut out, &tpl, overrides::Ty::Struct("Pod"));
+    // What is needed of the template after it has moved into the pod.
+    let status = metadata::status_annotation(&tpl, ctx.settings.revision_name());
+    let rendered = overrides::TemplateContainers::of(&tpl);
+    overrides::strategic_merge_into(&mut out, tpl, overrides::Ty::Struct("Pod"));
     let tproxy = traffic.interception_mode == "TPROXY";
-    overrides::reapply_overrides(
-        &mut out,
-        pod,
-        tpl.get("spec").unwrap_or(&Value::Null),
-        tproxy,
-    )?;
+    overrides::reapply_overrides(&mut out, pod, &rendered, tproxy)?;
 
     let network = apply_cluster_env(&mut out, &values, &meta_map(pod, "labels"));
     apply_prometheus(&mut out, &mesh, &status_port);
     apply_probe_rewrite(&mut out, &values, &status_port);
-    let mut ann = meta_map(&out, "annotations");
-    ann.insert(
-        SIDECAR_STATUS.into(),
-        json!(metadata::status_annotation(
-            &tpl,
-            ctx.settings.revision_name()
-        )),
-    );
-    set_meta_map(&mut out, "annotations", ann);
-    if let Some(n) = network {
-        let mut labels = meta_map(&out, "labels");
-        labels.insert(NETWORK_LABEL.into(), json!(n));
-        set_meta_map(&mut out, "labels", labels);
+    if let Some(ann) = meta_map_mut(&mut out, "annotations") {
+        ann.insert(SIDECAR_STATUS.into(), Value::String(status));
+    }
+    if let (Some(n), Some(labels)) = (network, meta_map_mut(&mut out, "labels")) {
+        labels.insert(NETWORK_LABEL.into(), Value::String(n));
     }
     reorder(&mut out, render.hold_application());
     Ok(out)
@@ -155,23 +146,27 @@ fn native_mode(annotations: &Map<String, Value>, settings: &Settings) -> bool {
     }
 }
 
-/// Replace `metadata.<field>` of the pod.
-fn set_meta_map(pod: &mut Value, field: &str, map: Map<String, Value>) {
-    let Some(p) = pod.as_object_mut() else {
-        return;
-    };
-    let meta = p.entry("metadata").or_insert_with(|| json!({}));
-    if !meta.is_object() {
-        *meta = json!({});
+/// `metadata.<field>` of the pod for editing, made a map when absent (or not a map).
+/// `None` only when the pod itself is not an object (rejected before rendering).
+fn meta_map_mut<'a>(pod: &'a mut Value, field: &str) -> Option<&'a mut Map<String, Value>> {
+    let meta = ensure_map(
+        pod.as_object_mut()?
+            .entry("metadata")
+            .or_insert(Value::Null),
+    )?;
+    ensure_map(meta.entry(field).or_insert(Value::Null))
+}
+
+/// `v` as a map, replaced by an empty one when it is anything else.
+fn ensure_map(v: &mut Value) -> Option<&mut Map<String, Value>> {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
     }
-    if let Some(m) = meta.as_object_mut() {
-        m.insert(field.to_string(), Value::Object(map));
-    }
+    v.as_object_mut()
 }
 
 fn list_mut<'a>(pod: &'a mut Value, list: &str) -> Option<&'a mut Vec<Value>> {
-    pod.pointer_mut(&format!("/spec/{list}"))
-        .and_then(Value::as_array_mut)
+    pod.at_mut(&["spec", list]).and_then(Value::as_array_mut)
 }
 
 fn is_named(c: &Value, name: &str) -> bool {
@@ -198,7 +193,7 @@ fn move_container(pod: &mut Value, from: &str, to: &str, name: &str) {
 /// The injected proxy container, wherever it sits.
 fn sidecar_mut(pod: &mut Value) -> Option<&mut Value> {
     let in_containers = pod
-        .pointer("/spec/containers")
+        .at(&["spec", "containers"])
         .and_then(Value::as_array)
         .is_some_and(|l| l.iter().any(|c| is_named(c, PROXY)));
     let list = if in_containers {
@@ -244,12 +239,24 @@ fn apply_cluster_env(
     (!network.is_empty()).then_some(network)
 }
 
+/// The annotations are taken out of the pod while the proxy container is edited, then put
+/// back (an absent map stays absent when the merge adds nothing).
 fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
-    let mut ann = meta_map(pod, "annotations");
-    let before = ann.clone();
+    let existing = pod
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .filter(|a| a.is_object())
+        .map(std::mem::take);
+    let had = existing.is_some();
+    let mut ann = match existing {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
     metadata::apply_prometheus_merge(&mut ann, sidecar_mut(pod), mesh, status_port);
-    if ann != before {
-        set_meta_map(pod, "annotations", ann);
+    if had || !ann.is_empty() {
+        if let Some(slot) = meta_map_mut(pod, "annotations") {
+            *slot = ann;
+        }
     }
 }
 

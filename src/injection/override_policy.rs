@@ -11,6 +11,7 @@
 //! value differs from what injection would write without it; [`denied_overrides`] reports the
 //! candidates and `inject` settles them by rendering the pod without them.
 
+use crate::json::Path;
 use serde_json::{Map, Value};
 
 /// The per-pod annotations through which a pod overrides its sidecar (Istio's pod annotations
@@ -99,7 +100,7 @@ pub fn check_against(
 ) -> Result<(), String> {
     for name in denied {
         let written = reference
-            .pointer("/metadata/annotations")
+            .at(&["metadata", "annotations"])
             .and_then(|a| a.get(*name));
         if written != annotations.get(*name) {
             return Err(format!(

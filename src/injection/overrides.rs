@@ -7,6 +7,7 @@
 //! `proxy.istio.io/overrides` annotation (Go `json.Marshal`: struct fields in declaration order,
 //! canonical quantities, `image: auto` dropped) so that re-injection can apply them again.
 
+use crate::json::Path;
 use serde_json::{Map, Value};
 
 use super::annotations::SIDECAR_STATUS;
@@ -444,13 +445,13 @@ pub fn go_normalize(value: &Value, ty: Ty) -> Value {
 /// lists and scalars are replaced.
 pub fn strategic_merge(original: &Value, patch: &Value, ty: Ty) -> Value {
     let mut out = original.clone();
-    strategic_merge_into(&mut out, patch, ty);
+    strategic_merge_into(&mut out, patch.clone(), ty);
     out
 }
 
-/// [`strategic_merge`] in place: `target` becomes the merge of itself and `patch`, without
-/// copying the parts of `target` the patch does not touch (most of a pod).
-pub fn strategic_merge_into(target: &mut Value, patch: &Value, ty: Ty) {
+/// [`strategic_merge`] in place, consuming the patch: `target` becomes the merge of itself
+/// and `patch`; nothing of either is copied (the template's containers move into the pod).
+pub fn strategic_merge_into(target: &mut Value, patch: Value, ty: Ty) {
     match (target, patch) {
         (Value::Object(out), Value::Object(p))
             if matches!(ty, Ty::Struct(_) | Ty::Map(_)) || ty == Ty::Scalar =>
@@ -460,31 +461,32 @@ pub fn strategic_merge_into(target: &mut Value, patch: &Value, ty: Ty) {
                     continue;
                 }
                 if pv.is_null() {
-                    out.remove(key);
+                    out.remove(&key);
                     continue;
                 }
-                let fty = child_ty(ty, key);
-                match out.get_mut(key) {
-                    Some(ov) => merge_field_into(ov, pv, fty, field(ty, key).and_then(|f| f.key)),
+                let fty = child_ty(ty, &key);
+                match out.get_mut(&key) {
+                    Some(ov) => merge_field_into(ov, pv, fty, field(ty, &key).and_then(|f| f.key)),
                     None => {
-                        out.insert(key.clone(), pv.clone());
+                        out.insert(key, pv);
                     }
                 }
             }
         }
-        (target, _) => *target = patch.clone(),
+        (target, patch) => *target = patch,
     }
 }
 
-fn merge_field_into(original: &mut Value, patch: &Value, ty: Ty, merge_key: Option<&str>) {
+fn merge_field_into(original: &mut Value, patch: Value, ty: Ty, merge_key: Option<&str>) {
     match (ty, &mut *original, patch, merge_key) {
         (Ty::List(elem), Value::Array(o), Value::Array(p), Some(key)) => {
+            let o = std::mem::take(o);
             *original = merge_list(o, p, key, *elem);
         }
-        (Ty::Struct(_) | Ty::Map(_), Value::Object(_), Value::Object(_), _) => {
+        (Ty::Struct(_) | Ty::Map(_), Value::Object(_), patch @ Value::Object(_), _) => {
             strategic_merge_into(original, patch, ty);
         }
-        _ => *original = patch.clone(),
+        (_, _, patch, _) => *original = patch,
     }
 }
 
@@ -503,24 +505,31 @@ fn position(list: &[Value], item: &Value, key: &str) -> Option<usize> {
 
 /// apimachinery's `mergeSlice` for lists of maps with a merge key, including its ordering:
 /// patch items keep the patch's order, items only in the original keep theirs, and the two are
-/// interleaved by their positions in the original.
-fn merge_list(original: &[Value], patch: &[Value], key: &str, elem: Ty) -> Value {
-    if original.iter().chain(patch).any(|v| v.get(key).is_none()) {
-        return Value::Array(patch.to_vec());
+/// interleaved by their positions in the original. Items move; only merge keys are copied.
+fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: &str, elem: Ty) -> Value {
+    if original.iter().chain(&patch).any(|v| v.get(key).is_none()) {
+        return Value::Array(patch);
     }
-    let mut merged: Vec<Value> = original.to_vec();
+    let keys = |list: &[Value]| -> Vec<Value> {
+        list.iter()
+            .map(|o| o.get(key).cloned().unwrap_or(Value::Null))
+            .collect()
+    };
+    let (original_keys, patch_keys) = (keys(&original), keys(&patch));
+    let index = |keys: &[Value], v: &Value| keys.iter().position(|k| same_key(Some(k), v.get(key)));
+    let mut merged = original;
     for p in patch {
-        match position(&merged, p, key) {
-            Some(i) => merged[i] = strategic_merge(&merged[i], p, elem),
-            None => merged.push(p.clone()),
+        match position(&merged, &p, key) {
+            Some(i) => strategic_merge_into(&mut merged[i], p, elem),
+            None => merged.push(p),
         }
     }
     let (mut patch_items, mut server_only): (Vec<Value>, Vec<Value>) = merged
         .into_iter()
-        .partition(|m| position(patch, m, key).is_some());
-    let order = |list: &[Value], v: &Value| position(list, v, key).map_or(-1, |i| i as i64);
-    patch_items.sort_by_key(|v| order(patch, v));
-    server_only.sort_by_key(|v| order(original, v));
+        .partition(|m| index(&patch_keys, m).is_some());
+    let order = |i: Option<usize>| i.map_or(-1, |i| i as i64);
+    patch_items.sort_by_key(|v| order(index(&patch_keys, v)));
+    server_only.sort_by_key(|v| order(index(&original_keys, v)));
     let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
     let (mut left, mut right) = (
         server_only.into_iter().peekable(),
@@ -531,7 +540,7 @@ fn merge_list(original: &[Value], patch: &[Value], key: &str, elem: Ty) -> Value
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(l), Some(r)) => match (position(original, l, key), position(original, r, key)) {
+            (Some(l), Some(r)) => match (index(&original_keys, l), index(&original_keys, r)) {
                 (Some(li), Some(ri)) => li < ri,
                 _ => false,
             },
@@ -568,7 +577,7 @@ pub fn apply_container_override(template: &mut Value, user: &Value) {
 }
 
 fn containers<'a>(pod: &'a Value, list: &str) -> &'a [Value] {
-    pod.pointer(&format!("/spec/{list}"))
+    pod.at(&["spec", list])
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
@@ -585,7 +594,7 @@ fn names(list: &[Value]) -> Vec<&str> {
 }
 
 fn annotation<'a>(pod: &'a Value, name: &str) -> Option<&'a str> {
-    pod.pointer("/metadata/annotations")
+    pod.at(&["metadata", "annotations"])
         .and_then(|a| a.get(name))
         .and_then(Value::as_str)
 }
@@ -602,10 +611,34 @@ fn existing_overrides(pod: &Value) -> Result<Value, InjectError> {
 /// `original` the pod as submitted, `template_spec` the rendered template's pod spec (which
 /// containers and initContainers the template injects). Containers the pod defines itself are
 /// merged back over the injected ones and recorded in `proxy.istio.io/overrides`.
+/// The names of the containers the template rendered, per list.
+pub struct TemplateContainers {
+    containers: Vec<String>,
+    init_containers: Vec<String>,
+}
+
+impl TemplateContainers {
+    /// From the rendered template pod.
+    pub fn of(template: &Value) -> TemplateContainers {
+        let list = |l: &str| -> Vec<String> {
+            let items = template
+                .get("spec")
+                .and_then(|s| s.get(l))
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            names(items).into_iter().map(str::to_string).collect()
+        };
+        TemplateContainers {
+            containers: list("containers"),
+            init_containers: list("initContainers"),
+        }
+    }
+}
+
 pub fn reapply_overrides(
     final_pod: &mut Value,
     original: &Value,
-    template_spec: &Value,
+    template: &TemplateContainers,
     tproxy: bool,
 ) -> Result<(), InjectError> {
     let existing = existing_overrides(original)?;
@@ -619,12 +652,13 @@ pub fn reapply_overrides(
         ("initContainers", "initContainers"),
     ] {
         let injected = super::reinject::status_names(&status, status_key);
-        let template_list = template_spec
-            .get(list)
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
+        let template_list = if list == "containers" {
+            &template.containers
+        } else {
+            &template.init_containers
+        };
         let mut applied = Vec::new();
-        for name in names(template_list) {
+        for name in template_list.iter().map(String::as_str) {
             let from_annotation = existing
                 .get(list)
                 .and_then(Value::as_array)
@@ -668,14 +702,13 @@ fn merge_into_pod(pod: &mut Value, list: &str, overlay: &Value) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let current = spec
-        .get(list)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let current = match spec.get_mut(list) {
+        Some(Value::Array(items)) => std::mem::take(items),
+        _ => Vec::new(),
+    };
     let merged = merge_list(
-        &current,
-        std::slice::from_ref(overlay),
+        current,
+        vec![overlay.clone()],
         "name",
         Ty::Struct("Container"),
     );
@@ -778,7 +811,7 @@ fn adjust_init_container_user(pod: &mut Value, original: &Value, tproxy: bool) {
 }
 
 fn container_mut<'a>(pod: &'a mut Value, list: &str, name: &str) -> Option<&'a mut Value> {
-    pod.pointer_mut(&format!("/spec/{list}"))
+    pod.at_mut(&["spec", list])
         .and_then(Value::as_array_mut)?
         .iter_mut()
         .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
@@ -932,7 +965,13 @@ mod tests {
         });
         let template_spec = json!({"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}], "containers": []});
         let mut pod = injected_pod(json!(["istio-iptables", "-u", "1337"]));
-        reapply_overrides(&mut pod, &original, &template_spec, false).unwrap();
+        reapply_overrides(
+            &mut pod,
+            &original,
+            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
+            false,
+        )
+        .unwrap();
         assert_eq!(
             pod["metadata"]["annotations"][PROXY_OVERRIDES],
             "{\"initContainers\":[{\"name\":\"istio-init\",\"image\":\"fake/custom-image\",\"args\":[\"my\",\"custom\",\"args\"],\"resources\":{}},\
@@ -968,7 +1007,13 @@ mod tests {
             "-m",
             "REDIRECT"
         ]));
-        reapply_overrides(&mut pod, &original, &template_spec, false).unwrap();
+        reapply_overrides(
+            &mut pod,
+            &original,
+            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
+            false,
+        )
+        .unwrap();
         assert_eq!(
             pod["spec"]["initContainers"][0]["args"],
             json!([
@@ -993,7 +1038,13 @@ mod tests {
 
         // TPROXY: the proxy stays root, the validation container keeps its user.
         let mut pod = injected_pod(json!(["istio-iptables", "-u", "1337"]));
-        reapply_overrides(&mut pod, &original, &template_spec, true).unwrap();
+        reapply_overrides(
+            &mut pod,
+            &original,
+            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             pod["spec"]["initContainers"][1]["securityContext"]["runAsUser"],
             0
@@ -1004,7 +1055,13 @@ mod tests {
         pod["spec"]["initContainers"][0]["name"] = json!("istio-validation");
         let template_spec =
             json!({"initContainers": [{"name": "istio-validation"}, {"name": "istio-proxy"}]});
-        reapply_overrides(&mut pod, &original, &template_spec, false).unwrap();
+        reapply_overrides(
+            &mut pod,
+            &original,
+            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
+            false,
+        )
+        .unwrap();
         let v = &pod["spec"]["initContainers"][0];
         assert_eq!(
             v["securityContext"],
@@ -1024,7 +1081,13 @@ mod tests {
             json!({"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}]});
         let mut pod = injected_pod(json!(["istio-iptables"]));
         let before = pod.clone();
-        reapply_overrides(&mut pod, &original, &template_spec, false).unwrap();
+        reapply_overrides(
+            &mut pod,
+            &original,
+            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
+            false,
+        )
+        .unwrap();
         assert_eq!(pod, before);
     }
 
@@ -1063,12 +1126,12 @@ mod tests {
             json!({"name": "c"}),
         ];
         let patch = [json!({"name": "c", "value": "1"}), json!({"name": "x"})];
-        let merged = merge_list(&original, &patch, "name", elem);
+        let merged = merge_list(original.to_vec(), patch.to_vec(), "name", elem);
         assert_eq!(key(&merged), ["a", "b", "c", "x"]);
         assert_eq!(merged[2], json!({"name": "c", "value": "1"}));
         let patch = [json!({"name": "x"}), json!({"name": "a"})];
         assert_eq!(
-            key(&merge_list(&original, &patch, "name", elem)),
+            key(&merge_list(original.to_vec(), patch.to_vec(), "name", elem)),
             ["x", "a", "b", "c"]
         );
     }

@@ -6,6 +6,7 @@
 //! `/app-lifecycle/<container>/{prestopz,poststartz}`); the originals go into the proxy's
 //! `ISTIO_KUBE_APP_PROBERS` env (Go `json.Marshal` of `map[string]*Prober`).
 
+use crate::json::Path;
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
@@ -40,7 +41,7 @@ pub fn rewrite_probes(
     rewrite_default: bool,
 ) -> Option<String> {
     let annotations = pod
-        .pointer("/metadata/annotations")
+        .at(&["metadata", "annotations"])
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -62,10 +63,7 @@ pub fn rewrite_probes(
         set_probers_env(pod, new, previously_injected)
     });
     for list in ["containers", "initContainers"] {
-        let Some(items) = pod
-            .pointer_mut(&format!("/spec/{list}"))
-            .and_then(Value::as_array_mut)
-        else {
+        let Some(items) = pod.at_mut(&["spec", list]).and_then(Value::as_array_mut) else {
             continue;
         };
         for c in items.iter_mut() {
@@ -82,7 +80,7 @@ fn name_of(c: &Value) -> Option<&str> {
 }
 
 fn sidecar_index(pod: &Value, list: &str) -> Option<usize> {
-    pod.pointer(&format!("/spec/{list}"))?
+    pod.at(&["spec", list])?
         .as_array()?
         .iter()
         .position(|c| name_of(c) == Some(PROXY_CONTAINER))
@@ -140,10 +138,7 @@ fn url_paths(container: &str) -> [(&'static str, String); 5] {
 fn dump_app_probers(pod: &Value, ports: &HashMap<i64, bool>, status_port: i64) -> Option<Value> {
     let mut out = Map::new();
     for list in ["initContainers", "containers"] {
-        let Some(items) = pod
-            .pointer(&format!("/spec/{list}"))
-            .and_then(Value::as_array)
-        else {
+        let Some(items) = pod.at(&["spec", list]).and_then(Value::as_array) else {
             continue;
         };
         for c in items {
@@ -160,8 +155,8 @@ fn dump_app_probers(pod: &Value, ports: &HashMap<i64, bool>, status_port: i64) -
                 let Some(p) = handler.and_then(|h| to_prober(h, with_timeout, c, ports)) else {
                     continue;
                 };
-                let own = p.pointer("/httpGet/path").and_then(Value::as_str) == Some(url.as_str())
-                    && p.pointer("/httpGet/port").and_then(Value::as_i64) == Some(status_port);
+                let own = p.at(&["httpGet", "path"]).and_then(Value::as_str) == Some(url.as_str())
+                    && p.at(&["httpGet", "port"]).and_then(Value::as_i64) == Some(status_port);
                 if !own {
                     out.insert(url, p);
                 }
@@ -235,7 +230,9 @@ fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Op
     };
     let idx = sidecar_index(pod, list)?;
     let sidecar = pod
-        .pointer_mut(&format!("/spec/{list}/{idx}"))?
+        .at_mut(&["spec", list])?
+        .as_array_mut()?
+        .get_mut(idx)?
         .as_object_mut()?;
     let env = sidecar
         .entry("env")

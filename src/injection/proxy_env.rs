@@ -1,6 +1,7 @@
 //! `istio-proxy`'s env, in the template's order: identity and downward-API values,
 //! `PROXY_CONFIG`, the pod's ports and app containers, cluster/mesh identity, proxyMetadata.
 
+use crate::json::Path;
 use serde_json::{json, Value};
 
 use super::proxy_config::{ordered_json, proxy_config_env, proxy_metadata};
@@ -37,7 +38,7 @@ fn pod_ports(r: &Render) -> String {
     let mut first = true;
     let containers = r
         .pod
-        .pointer("/spec/containers")
+        .at(&["spec", "containers"])
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();

@@ -2,6 +2,7 @@
 //! so that injecting an injected pod renders the same template again (`stripPod`), and put
 //! back user overrides recorded in `proxy.istio.io/overrides` (`reinsertOverrides`).
 
+use crate::json::Path;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -11,7 +12,7 @@ use super::{metadata, overrides, InjectError};
 /// The previous injection's record, when the pod carries a parseable one.
 pub fn previous_status(pod: &Value) -> Option<Value> {
     let text = pod
-        .pointer("/metadata/annotations")
+        .at(&["metadata", "annotations"])
         .and_then(|a| a.get(SIDECAR_STATUS))
         .and_then(Value::as_str)?;
     serde_json::from_str::<Value>(text)
@@ -20,10 +21,7 @@ pub fn previous_status(pod: &Value) -> Option<Value> {
 }
 
 fn remove_named(pod: &mut Value, list: &str, names: &[String]) {
-    if let Some(items) = pod
-        .pointer_mut(&format!("/spec/{list}"))
-        .and_then(Value::as_array_mut)
-    {
+    if let Some(items) = pod.at_mut(&["spec", list]).and_then(Value::as_array_mut) {
         items.retain(|c| {
             c.get("name")
                 .and_then(Value::as_str)
@@ -51,7 +49,7 @@ pub(super) fn status_names(status: &Value, key: &str) -> Vec<String> {
 /// it is borrowed, not copied.
 pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Value>, InjectError> {
     let has_overrides = pod
-        .pointer("/metadata/annotations")
+        .at(&["metadata", "annotations"])
         .is_some_and(|a| a.get(overrides::PROXY_OVERRIDES).is_some());
     if !has_overrides && previous_status(pod).is_none() {
         return Ok(Cow::Borrowed(pod));
@@ -65,7 +63,7 @@ pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Va
             &status_names(&status, "initContainers"),
         );
         if let Some(ann) = out
-            .pointer_mut("/metadata/annotations")
+            .at_mut(&["metadata", "annotations"])
             .and_then(Value::as_object_mut)
         {
             if metadata::prometheus_port(ann).as_deref() == Some(status_port) {
@@ -78,13 +76,16 @@ pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Va
     Ok(Cow::Owned(out))
 }
 
-/// `metadata.<field>` of a pod as a map (empty when absent).
-pub fn meta_map(pod: &Value, field: &str) -> Map<String, Value> {
-    pod.get("metadata")
+/// `metadata.<field>` of a pod as a map (empty when absent), borrowed.
+pub fn meta_map<'a>(pod: &'a Value, field: &str) -> Cow<'a, Map<String, Value>> {
+    match pod
+        .get("metadata")
         .and_then(|m| m.get(field))
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+    {
+        Some(map) => Cow::Borrowed(map),
+        None => Cow::Owned(Map::new()),
+    }
 }
 
 #[cfg(test)]

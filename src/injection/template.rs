@@ -1,6 +1,7 @@
 //! Everything the `sidecar` template reads, gathered once, and the template pod it renders:
 //! metadata (labels, annotations) and spec (init containers, containers, volumes, pull secrets).
 
+use crate::json::Path;
 use serde_json::{json, Map, Value};
 
 use super::containers;
@@ -76,7 +77,7 @@ impl Render<'_> {
     /// The pod's app containers (every container but istio-proxy), by name.
     pub fn app_containers(&self) -> Vec<String> {
         self.pod
-            .pointer("/spec/containers")
+            .at(&["spec", "containers"])
             .and_then(Value::as_array)
             .map(|cs| {
                 cs.iter()
@@ -156,7 +157,7 @@ pub fn render(r: &Render) -> Result<Value, InjectError> {
 /// `values.global.imagePullSecrets` as LocalObjectReferences.
 fn image_pull_secrets(values: &Value) -> Vec<Value> {
     values
-        .pointer("/global/imagePullSecrets")
+        .at(&["global", "imagePullSecrets"])
         .and_then(Value::as_array)
         .map(|l| {
             l.iter()

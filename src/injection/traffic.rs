@@ -4,6 +4,7 @@
 //! Each setting is the pod's annotation when present (even empty), else the helm value, as
 //! the template's `annotation` helper does.
 
+use crate::json::Path;
 use serde_json::{Map, Value};
 
 use super::annotations::{
@@ -115,7 +116,7 @@ impl TrafficConfig {
 
 /// The pod's annotations (empty when it has none).
 fn pod_annotations(pod: &Value) -> Map<String, Value> {
-    pod.pointer("/metadata/annotations")
+    pod.at(&["metadata", "annotations"])
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()

@@ -2,6 +2,7 @@
 //! with a ReplicaSet carrying the pod-template-hash mapped back to its Deployment and a Job
 //! named `<cronjob>-<timestamp>` mapped back to its CronJob.
 
+use crate::json::Path;
 use serde_json::Value;
 
 use super::values::str_at;
@@ -44,7 +45,7 @@ fn is_cron_suffix(s: &str) -> bool {
 /// Derive the workload of `pod`, created in `namespace`.
 pub fn workload_of(pod: &Value, namespace: &str) -> Workload {
     let label = |k: &str| {
-        pod.pointer("/metadata/labels")
+        pod.at(&["metadata", "labels"])
             .and_then(|l| l.get(k))
             .and_then(Value::as_str)
             .unwrap_or("")
@@ -65,7 +66,7 @@ pub fn workload_of(pod: &Value, namespace: &str) -> Workload {
         return w;
     }
     let controller = pod
-        .pointer("/metadata/ownerReferences")
+        .at(&["metadata", "ownerReferences"])
         .and_then(Value::as_array)
         .and_then(|refs| {
             refs.iter()
