@@ -4,9 +4,10 @@
 CONFORMANCE_DIR ?= ../shared/conformance/istio
 # Everyday targets use the dev build of revinject: `cargo test` builds it anyway and the
 # wasmtime/Cranelift crates are optimized in the dev profile (Cargo.toml), whereas a release
-# build of wasmtime under the policy's fat LTO takes many minutes. Benchmarks use release.
+# build of wasmtime under the policy's fat LTO takes many minutes. Benchmarks use the
+# `bench-host` profile: release optimizations without fat LTO, with line tables for `perf`.
 REVINJECT := target/debug/revinject
-BENCH_REVINJECT := target/release/revinject
+BENCH_REVINJECT := target/bench-host/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
@@ -21,7 +22,7 @@ $(REVINJECT): $(SOURCES) $(HOST_SOURCES)
 	cargo build --locked -p revinject
 
 $(BENCH_REVINJECT): $(SOURCES) $(HOST_SOURCES)
-	cargo build --release --locked -p revinject
+	cargo build --profile bench-host --locked -p revinject
 
 run: policy.wasm $(REVINJECT)
 	$(REVINJECT) replay test-data/ --verbose
