@@ -80,9 +80,9 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     }
     let annotations = meta_map(pod, "annotations");
     annotations::validate(&annotations)?;
-    let values = values::effective_values(ctx.settings);
-    let mesh = values::effective_mesh(ctx.settings, &values);
-    let pod_mesh = proxy_config::apply_pod_proxy_config(&mesh, &annotations)?;
+    let effective = values::effective(ctx.settings);
+    let (values, mesh) = (&effective.values, &effective.mesh);
+    let pod_mesh = proxy_config::apply_pod_proxy_config(mesh, &annotations)?;
     let status_port = mesh
         .at(&["defaultConfig", "statusPort"])
         .map(go_sprint)
@@ -92,9 +92,9 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     let view_annotations = meta_map(&view, "annotations");
     let view_labels = meta_map(&view, "labels");
     let workload = workload::workload_of(pod, ctx.namespace);
-    let traffic = TrafficConfig::from_settings(&values, &pod_mesh);
+    let traffic = TrafficConfig::from_settings(values, &pod_mesh);
     let render = template::Render {
-        values: &values,
+        values,
         mesh: &pod_mesh,
         pod: &view,
         annotations: &view_annotations,
@@ -120,9 +120,9 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     let tproxy = traffic.interception_mode == "TPROXY";
     overrides::reapply_overrides(&mut out, pod, &rendered, tproxy)?;
 
-    let network = apply_cluster_env(&mut out, &values, &meta_map(pod, "labels"));
-    apply_prometheus(&mut out, &mesh, &status_port);
-    apply_probe_rewrite(&mut out, &values, &status_port);
+    let network = apply_cluster_env(&mut out, values, &meta_map(pod, "labels"));
+    apply_prometheus(&mut out, mesh, &status_port);
+    apply_probe_rewrite(&mut out, values, &status_port);
     if let Some(ann) = meta_map_mut(&mut out, "annotations") {
         ann.insert(SIDECAR_STATUS.into(), Value::String(status));
     }

@@ -3,6 +3,8 @@
 //! `null` deletes the key).
 
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::settings::Settings;
 
@@ -46,63 +48,67 @@ fn strip_nulls(v: &Value) -> Value {
 }
 
 /// The subset of the `istio-discovery` chart's `values.yaml` the sidecar template reads,
-/// flattened the way the injector sees it.
+/// flattened the way the injector sees it (`global.istioNamespace` is set from the settings).
+/// Kept as JSON text: built with `json!` it was the largest function in policy.wasm.
+const CHART_DEFAULTS: &str = r#"{
+  "revision": "",
+  "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": true},
+  "pilot": {"cni": {"enabled": false, "provider": "default"}},
+  "global": {
+    "hub": "docker.io/istio",
+    "tag": "1.28.0",
+    "imagePullPolicy": "",
+    "imagePullSecrets": [],
+    "istioNamespace": "istio-system",
+    "pilotCertProvider": "istiod",
+    "caAddress": "",
+    "caName": "",
+    "network": "",
+    "meshID": "",
+    "trustDomain": "",
+    "logAsJson": false,
+    "logging": {"level": "default:info"},
+    "multiCluster": {"clusterName": ""},
+    "sds": {"token": {"aud": "istio-ca"}},
+    "sts": {"servicePort": 0},
+    "mountMtlsCerts": false,
+    "proxy_init": {"image": "proxyv2"},
+    "proxy": {
+      "image": "proxyv2",
+      "autoInject": "enabled",
+      "clusterDomain": "cluster.local",
+      "componentLogLevel": "misc:error",
+      "enableCoreDump": false,
+      "excludeInboundPorts": "",
+      "excludeIPRanges": "",
+      "excludeOutboundPorts": "",
+      "includeIPRanges": "*",
+      "includeInboundPorts": "*",
+      "includeOutboundPorts": "",
+      "holdApplicationUntilProxyStarts": false,
+      "logLevel": "warning",
+      "privileged": false,
+      "readinessFailureThreshold": 4,
+      "readinessInitialDelaySeconds": 0,
+      "readinessPeriodSeconds": 15,
+      "startupProbe": {"enabled": true, "failureThreshold": 600},
+      "statusPort": 15020,
+      "tracer": "none",
+      "resources": {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "2000m", "memory": "1024Mi"}
+      }
+    }
+  }
+}"#;
+
 fn chart_defaults(istio_namespace: &str) -> Value {
-    let proxy = json!({
-        "image": "proxyv2",
-        "autoInject": "enabled",
-        "clusterDomain": "cluster.local",
-        "componentLogLevel": "misc:error",
-        "enableCoreDump": false,
-        "excludeInboundPorts": "",
-        "excludeIPRanges": "",
-        "excludeOutboundPorts": "",
-        "includeIPRanges": "*",
-        "includeInboundPorts": "*",
-        "includeOutboundPorts": "",
-        "holdApplicationUntilProxyStarts": false,
-        "logLevel": "warning",
-        "privileged": false,
-        "readinessFailureThreshold": 4,
-        "readinessInitialDelaySeconds": 0,
-        "readinessPeriodSeconds": 15,
-        "startupProbe": {"enabled": true, "failureThreshold": 600},
-        "statusPort": 15020,
-        "tracer": "none",
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"cpu": "2000m", "memory": "1024Mi"}
-        }
-    });
-    let mut global = json!({
-        "hub": DEFAULT_HUB,
-        "tag": DEFAULT_TAG,
-        "imagePullPolicy": "",
-        "imagePullSecrets": [],
-        "istioNamespace": istio_namespace,
-        "pilotCertProvider": "istiod",
-        "caAddress": "",
-        "caName": "",
-        "network": "",
-        "meshID": "",
-        "trustDomain": "",
-        "logAsJson": false,
-        "logging": {"level": "default:info"},
-        "multiCluster": {"clusterName": ""},
-        "sds": {"token": {"aud": "istio-ca"}},
-        "sts": {"servicePort": 0},
-        "mountMtlsCerts": false,
-        "proxy_init": {"image": "proxyv2"}
-    });
-    let mut out = json!({
-        "revision": "",
-        "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": true},
-        "pilot": {"cni": {"enabled": false, "provider": "default"}}
-    });
-    // Moved in, not interpolated: `json!` deep-copies interpolated values through `to_value`.
-    global["proxy"] = proxy;
-    out["global"] = global;
-    out
+    // The text is a constant covered by a test; an empty map is never reached.
+    let mut v: Value = serde_json::from_str(CHART_DEFAULTS).unwrap_or_default();
+    if let Some(g) = v.get_mut("global").and_then(Value::as_object_mut) {
+        g.insert("istioNamespace".into(), Value::from(istio_namespace));
+    }
+    v
 }
 
 /// Istio's built-in MeshConfig defaults for the fields the injector reads.
@@ -135,6 +141,56 @@ pub fn effective_values(settings: &Settings) -> Value {
     merge(&mut v, &json!({"revision": helm_revision(settings)}));
     merge(&mut v, &settings.values);
     v
+}
+
+/// The effective helm values and MeshConfig of one set of settings.
+#[derive(Debug, PartialEq)]
+pub struct Effective {
+    pub values: Value,
+    pub mesh: Value,
+}
+
+/// The settings an [`Effective`] depends on.
+#[derive(PartialEq)]
+struct EffectiveKey {
+    revision: String,
+    istio_namespace: String,
+    values: Value,
+    mesh_config: Value,
+}
+
+thread_local! {
+    /// The last settings' [`Effective`]: a warm policy instance sees the same settings on
+    /// every request, and merging the chart defaults was a tenth of a request's work.
+    static LAST: RefCell<Option<(EffectiveKey, Rc<Effective>)>> = const { RefCell::new(None) };
+}
+
+/// [`effective_values`] and [`effective_mesh`] of `settings`, computed once per settings.
+pub fn effective(settings: &Settings) -> Rc<Effective> {
+    let hit = |key: &EffectiveKey| {
+        key.revision == settings.revision
+            && key.istio_namespace == settings.istio_namespace
+            && key.values == settings.values
+            && key.mesh_config == settings.mesh_config
+    };
+    if let Some(found) = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(key, _)| hit(key))
+            .map(|(_, e)| Rc::clone(e))
+    }) {
+        return found;
+    }
+    let values = effective_values(settings);
+    let mesh = effective_mesh(settings, &values);
+    let out = Rc::new(Effective { values, mesh });
+    let key = EffectiveKey {
+        revision: settings.revision.clone(),
+        istio_namespace: settings.istio_namespace.clone(),
+        values: settings.values.clone(),
+        mesh_config: settings.mesh_config.clone(),
+    };
+    LAST.set(Some((key, Rc::clone(&out))));
+    out
 }
 
 /// Effective MeshConfig: built-in defaults (discovery address of this revision's istiod), then
@@ -215,6 +271,40 @@ pub fn validate(settings: &Settings) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chart_defaults_parse_and_take_the_namespace() {
+        let v = chart_defaults("mesh-ns");
+        assert_eq!(str_at(&v, &["global", "istioNamespace"]), Some("mesh-ns"));
+        assert_eq!(str_at(&v, &["global", "hub"]), Some(DEFAULT_HUB));
+        assert_eq!(str_at(&v, &["global", "tag"]), Some(DEFAULT_TAG));
+        assert_eq!(
+            str_at(&v, &["global", "proxy", "resources", "limits", "cpu"]),
+            Some("2000m")
+        );
+    }
+
+    #[test]
+    fn effective_is_recomputed_when_the_settings_change() {
+        let a = Settings::default();
+        let b = Settings {
+            revision: "canary".into(),
+            ..Settings::default()
+        };
+        let first = effective(&a);
+        assert!(Rc::ptr_eq(&first, &effective(&a)), "same settings reuse it");
+        let other = effective(&b);
+        assert_eq!(str_at(&other.values, &["revision"]), Some("canary"));
+        assert_eq!(*effective(&a), *first);
+        let c = Settings {
+            values: json!({"global": {"hub": "example.com/mesh"}}),
+            ..Settings::default()
+        };
+        assert_eq!(
+            str_at(&effective(&c).values, &["global", "hub"]),
+            Some("example.com/mesh")
+        );
+    }
 
     #[test]
     fn merge_is_helm_style() {
