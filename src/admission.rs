@@ -7,7 +7,7 @@ use crate::json::Path;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::injection;
+use crate::injection::{self, annotations::SIDECAR_STATUS};
 use crate::revision::{self, Decision};
 use crate::settings::{LookupFailure, Settings};
 
@@ -110,34 +110,115 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// Evaluate one AdmissionRequest (the `request` of an AdmissionReview) with `settings`.
 pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> Outcome {
+    let (namespace, outcome) = match select(request, settings, cluster) {
+        Ok(selected) => selected,
+        Err(done) => return done,
+    };
+    let Some(pod) = request.get("object") else {
+        return outcome;
+    };
+    let ctx = injection::Context {
+        settings,
+        namespace: &namespace,
+    };
+    finish(outcome, injection::inject(pod, &ctx), |m| m != pod)
+}
+
+/// [`evaluate`] of a request the caller hands over (the waPC glue): the pod moves into the
+/// injected output instead of being copied. Same answer, byte for byte.
+pub fn evaluate_owned(mut request: Value, settings: &Settings, cluster: &dyn Cluster) -> Outcome {
+    let (namespace, outcome) = match select(&request, settings, cluster) {
+        Ok(selected) => selected,
+        Err(done) => return done,
+    };
+    let Some(pod) = request.get_mut("object").map(Value::take) else {
+        return outcome;
+    };
+    // Injection always writes the status annotation, so only a pod that already carries
+    // one can come out unchanged: only that pod is kept to compare.
+    let previous = pod
+        .at(&["metadata", "annotations", SIDECAR_STATUS])
+        .is_some()
+        .then(|| pod.clone());
+    let ctx = injection::Context {
+        settings,
+        namespace: &namespace,
+    };
+    finish(outcome, injection::inject_owned(pod, &ctx), |m| {
+        previous.as_ref().is_none_or(|p| m != p)
+    })
+}
+
+/// The injection's result in the outcome; `changed` tells whether it differs from the pod.
+fn finish(
+    mut outcome: Outcome,
+    injected: Result<Value, injection::InjectError>,
+    changed: impl FnOnce(&Value) -> bool,
+) -> Outcome {
+    match injected {
+        Ok(mutated) => {
+            if changed(&mutated) {
+                outcome.mutated_object = Some(mutated);
+            }
+            outcome
+        }
+        Err(e) => Outcome {
+            warnings: outcome.warnings,
+            ..Outcome::reject(e.0, 400)
+        },
+    }
+}
+
+/// Everything before injection: the request's checks, the namespace lookup and the revision
+/// decision. `Ok` carries the pod's namespace and the accepting outcome (decision audit
+/// annotation, warnings) of a pod to inject; `Err` is the final answer for any other.
+fn select(
+    request: &Value,
+    settings: &Settings,
+    cluster: &dyn Cluster,
+) -> Result<(String, Outcome), Outcome> {
     if !request.is_object() {
-        return Outcome::reject("the admission request is not a JSON object", 400);
+        return Err(Outcome::reject(
+            "the admission request is not a JSON object",
+            400,
+        ));
     }
     match request.get("operation").and_then(Value::as_str) {
         Some("CREATE") => {}
-        Some(_) => return Outcome::accept(),
-        None => return Outcome::reject("the admission request has no `operation`", 400),
+        Some(_) => return Err(Outcome::accept()),
+        None => {
+            return Err(Outcome::reject(
+                "the admission request has no `operation`",
+                400,
+            ))
+        }
     }
     let kind = str_at(request, &["kind", "kind"]).unwrap_or("");
     let group = str_at(request, &["kind", "group"]).unwrap_or("");
     if kind != "Pod" || !group.is_empty() {
         let shown = if kind.is_empty() { "nothing" } else { kind };
-        return Outcome::reject(
+        return Err(Outcome::reject(
             format!("this policy only admits core v1 Pods, the request is for {shown}"),
             400,
-        );
+        ));
     }
     let Some(pod) = request.get("object").filter(|o| !o.is_null()) else {
-        return Outcome::reject("the admission request has no `object` (the Pod)", 400);
+        return Err(Outcome::reject(
+            "the admission request has no `object` (the Pod)",
+            400,
+        ));
     };
     if !pod.is_object() {
-        return Outcome::reject("the admission request's `object` is not a JSON object", 400);
+        return Err(Outcome::reject(
+            "the admission request's `object` is not a JSON object",
+            400,
+        ));
     }
     if let Err(e) = crate::schema::check_pod(pod) {
-        return Outcome::reject(
+        return Err(Outcome::reject(
             format!("the Pod does not match the v1 Pod schema: {e}"),
             400,
-        );
+        ));
     }
 
     let namespace = str_at(pod, &["metadata", "namespace"])
@@ -153,13 +234,13 @@ pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> 
         Err(e) => {
             let message =
                 format!("cannot read Namespace \"{namespace}\" to select a revision: {e}");
-            return match settings.namespace_lookup_failure {
+            return Err(match settings.namespace_lookup_failure {
                 LookupFailure::Reject => Outcome::reject(message, 500),
                 LookupFailure::Skip => Outcome {
                     warnings: vec![format!("{message}; pod admitted without injection")],
                     ..Outcome::accept()
                 },
-            };
+            });
         }
     };
 
@@ -170,26 +251,9 @@ pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> 
         .audit_annotations
         .insert(DECISION_AUDIT_KEY.into(), decision_json(&decision));
     if !decision.inject {
-        return outcome;
+        return Err(outcome);
     }
-    match injection::inject(
-        pod,
-        &injection::Context {
-            settings,
-            namespace,
-        },
-    ) {
-        Ok(mutated) => {
-            if &mutated != pod {
-                outcome.mutated_object = Some(mutated);
-            }
-            outcome
-        }
-        Err(e) => Outcome {
-            warnings: outcome.warnings,
-            ..Outcome::reject(e.0, 400)
-        },
-    }
+    Ok((namespace.to_string(), outcome))
 }
 
 fn decision_json(decision: &Decision) -> String {

@@ -61,13 +61,13 @@ pub mod glue {
             Err(e) => {
                 admission::Outcome::reject(format!("cannot parse the validation request: {e}"), 400)
             }
-            Ok(v) => match Settings::from_value(v.get("settings").unwrap_or(&Value::Null)) {
+            Ok(mut v) => match Settings::from_value(v.get("settings").unwrap_or(&Value::Null)) {
                 Err(e) => admission::Outcome::reject(e, 400),
-                Ok(settings) => admission::evaluate(
-                    v.get("request").unwrap_or(&Value::Null),
-                    &settings,
-                    &HostCluster,
-                ),
+                Ok(settings) => {
+                    let request = v.get_mut("request").map(Value::take);
+                    let request = request.unwrap_or(Value::Null);
+                    admission::evaluate_owned(request, &settings, &HostCluster)
+                }
             },
         };
         Ok(outcome.validation_response_json()?)

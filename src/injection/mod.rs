@@ -57,7 +57,13 @@ const INIT_BEFORE_PROXY: &str = "sidecar.istio.io/init-containers-before-proxy";
 /// Return the injected pod. The input is never modified; fields the template does not own survive.
 /// Override annotations the settings do not allow reject the pod (see [`override_policy`]).
 pub fn inject(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
-    let annotations = meta_map(pod, "annotations");
+    inject_owned(pod.clone(), ctx)
+}
+
+/// [`inject`] of a pod the caller hands over: the pod becomes the output instead of being
+/// copied (with 2,000 env vars the copy was most of a request's work).
+pub fn inject_owned(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
+    let annotations = meta_map(&pod, "annotations");
     let allowed = ctx.settings.allowed_override_annotations.as_deref();
     let denied = override_policy::denied_overrides(&annotations, allowed);
     if !denied.is_empty() {
@@ -68,17 +74,17 @@ pub fn inject(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
         {
             a.retain(|k, _| !denied.contains(&k.as_str()));
         }
-        let reference = render_pod(&stripped, ctx)?;
+        let reference = render_pod(stripped, ctx)?;
         override_policy::check_against(&denied, &annotations, &reference).map_err(InjectError)?;
     }
     render_pod(pod, ctx)
 }
 
-fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
+fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     if !pod.is_object() {
         return Err(InjectError("the pod is not a JSON object".into()));
     }
-    let annotations = meta_map(pod, "annotations");
+    let annotations = meta_map(&pod, "annotations");
     annotations::validate(&annotations)?;
     let effective = values::effective(ctx.settings);
     let (values, mesh) = (&effective.values, &effective.mesh);
@@ -88,10 +94,10 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
         .map(go_sprint)
         .unwrap_or_else(|| "15020".into());
 
-    let view = reinject::template_view(pod, &status_port)?;
+    let view = reinject::template_view(&pod, &status_port)?;
     let view_annotations = meta_map(&view, "annotations");
     let view_labels = meta_map(&view, "labels");
-    let workload = workload::workload_of(pod, ctx.namespace);
+    let workload = workload::workload_of(&pod, ctx.namespace);
     let traffic = TrafficConfig::from_settings(values, &pod_mesh);
     let render = template::Render {
         values,
@@ -105,22 +111,23 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
         traffic: &traffic,
     };
     let tpl = template::render(&render)?;
-
-    let mut base = pod.clone();
-    if render.native {
-        // A proxy customisation (or a classic injection) sits in `containers`; the native
-        // template has it in `initContainers`: move it there before merging.
-        move_container(&mut base, "containers", "initContainers", PROXY);
-    }
-    let mut out = base;
-    // What is needed of the template after it has moved into the pod.
+    let (native, hold) = (render.native, render.hold_application());
+    let tproxy = traffic.interception_mode == "TPROXY";
+    // What is needed of the template and of the submitted pod once both have moved.
     let status = metadata::status_annotation(&tpl, ctx.settings.revision_name());
     let rendered = overrides::TemplateContainers::of(&tpl);
-    overrides::strategic_merge_into(&mut out, tpl, overrides::Ty::Struct("Pod"));
-    let tproxy = traffic.interception_mode == "TPROXY";
-    overrides::reapply_overrides(&mut out, pod, &rendered, tproxy)?;
+    let original = overrides::submitted_parts(&pod, &rendered);
 
-    let network = apply_cluster_env(&mut out, values, &meta_map(pod, "labels"));
+    let mut out = pod;
+    if native {
+        // A proxy customisation (or a classic injection) sits in `containers`; the native
+        // template has it in `initContainers`: move it there before merging.
+        move_container(&mut out, "containers", "initContainers", PROXY);
+    }
+    overrides::strategic_merge_into(&mut out, tpl, overrides::Ty::Struct("Pod"));
+    overrides::reapply_overrides(&mut out, &original, &rendered, tproxy)?;
+
+    let network = apply_cluster_env(&mut out, values, &meta_map(&original, "labels"));
     apply_prometheus(&mut out, mesh, &status_port);
     apply_probe_rewrite(&mut out, values, &status_port);
     if let Some(ann) = meta_map_mut(&mut out, "annotations") {
@@ -129,7 +136,7 @@ fn render_pod(pod: &Value, ctx: &Context) -> Result<Value, InjectError> {
     if let (Some(n), Some(labels)) = (network, meta_map_mut(&mut out, "labels")) {
         labels.insert(NETWORK_LABEL.into(), Value::String(n));
     }
-    reorder(&mut out, render.hold_application());
+    reorder(&mut out, hold);
     Ok(out)
 }
 

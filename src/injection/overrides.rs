@@ -635,6 +635,44 @@ impl TemplateContainers {
     }
 }
 
+impl TemplateContainers {
+    fn contains(&self, name: &str) -> bool {
+        self.containers
+            .iter()
+            .chain(&self.init_containers)
+            .any(|n| n == name)
+    }
+}
+
+/// What [`reapply_overrides`] reads of the submitted pod, kept before the pod itself moves
+/// into the output: its annotations and labels, and its containers named like the
+/// template's (in their order, so a lookup by name finds the same one).
+pub fn submitted_parts(pod: &Value, template: &TemplateContainers) -> Value {
+    let mut metadata = Map::new();
+    for field in ["annotations", "labels"] {
+        if let Some(v) = pod.at(&["metadata", field]) {
+            metadata.insert(field.to_string(), v.clone());
+        }
+    }
+    let mut spec = Map::new();
+    for list in ["containers", "initContainers"] {
+        let kept: Vec<Value> = containers(pod, list)
+            .iter()
+            .filter(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| template.contains(n))
+            })
+            .cloned()
+            .collect();
+        spec.insert(list.to_string(), Value::Array(kept));
+    }
+    let mut out = Map::new();
+    out.insert("metadata".into(), Value::Object(metadata));
+    out.insert("spec".into(), Value::Object(spec));
+    Value::Object(out)
+}
+
 pub fn reapply_overrides(
     final_pod: &mut Value,
     original: &Value,
