@@ -72,6 +72,12 @@ fn pull_policy(r: &Render, c: &mut Map<String, Value>) {
 }
 
 fn resources_of(r: &Render) -> Result<Value, InjectError> {
+    if !resources::has_resource_annotations(r.annotations) {
+        return r
+            .default_resources
+            .clone()
+            .map_err(|e| InjectError(format!("invalid values.global.proxy.resources: {e}")));
+    }
     let values = at(r.values, &["global", "proxy", "resources"])
         .cloned()
         .unwrap_or(Value::Null);

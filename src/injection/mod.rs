@@ -109,6 +109,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         revision: ctx.settings.revision_name(),
         native: native_mode(&annotations, ctx.settings),
         traffic: &traffic,
+        default_resources: &effective.proxy_resources,
     };
     let tpl = template::render(&render)?;
     let (native, hold) = (render.native, render.hold_application());

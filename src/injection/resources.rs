@@ -14,6 +14,14 @@ const QUANTITY_SYNTAX: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
 /// The `resources` of the injected proxy containers.
+/// Whether the pod sets any of the proxy resource annotations (otherwise the proxy gets the
+/// canonical `values.global.proxy.resources`, computed once per settings).
+pub fn has_resource_annotations(annotations: &Map<String, Value>) -> bool {
+    [PROXY_CPU, PROXY_MEMORY, PROXY_CPU_LIMIT, PROXY_MEMORY_LIMIT]
+        .iter()
+        .any(|a| annotations.contains_key(*a))
+}
+
 pub fn proxy_resources(
     values_resources: &Value,
     annotations: &Map<String, Value>,

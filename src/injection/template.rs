@@ -28,6 +28,8 @@ pub struct Render<'a> {
     /// Native sidecar mode: istio-proxy is an init container with `restartPolicy: Always`.
     pub native: bool,
     pub traffic: &'a TrafficConfig,
+    /// `values.global.proxy.resources`, canonical (or why it is not valid).
+    pub default_resources: &'a Result<Value, String>,
 }
 
 impl Render<'_> {

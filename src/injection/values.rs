@@ -148,6 +148,8 @@ pub fn effective_values(settings: &Settings) -> Value {
 pub struct Effective {
     pub values: Value,
     pub mesh: Value,
+    /// `global.proxy.resources` with canonical quantities, or why it is not valid.
+    pub proxy_resources: Result<Value, String>,
 }
 
 /// The settings an [`Effective`] depends on.
@@ -182,7 +184,14 @@ pub fn effective(settings: &Settings) -> Rc<Effective> {
     }
     let values = effective_values(settings);
     let mesh = effective_mesh(settings, &values);
-    let out = Rc::new(Effective { values, mesh });
+    let proxy_resources = super::resources::canonical_resources(
+        at(&values, &["global", "proxy", "resources"]).unwrap_or(&Value::Null),
+    );
+    let out = Rc::new(Effective {
+        values,
+        mesh,
+        proxy_resources,
+    });
     let key = EffectiveKey {
         revision: settings.revision.clone(),
         istio_namespace: settings.istio_namespace.clone(),
