@@ -14,7 +14,8 @@ else
     apt-get update >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y rustc-web cargo-web rust-web-src lld-22 wasi-libc >&2
   fi
-  RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L /usr/lib/wasm32-wasi" /usr/bin/cargo build --release --locked \
+  # RUSTFLAGS replaces .cargo/config.toml's target rustflags: repeat them.
+  RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L /usr/lib/wasm32-wasi -C target-cpu=mvp" /usr/bin/cargo build --release --locked \
     -Zbuild-std=std,panic_abort --target "$target" -p revision-injector
 fi
 # binaryen's optimizer takes ~13 % off rustc's output at no cost in speed (measured with
