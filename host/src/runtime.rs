@@ -600,6 +600,11 @@ pub fn new_engine_with(
     }
     configure(&mut config);
     config.epoch_interruption(true);
+    // `perf record` can name the guest's functions (from the module's name section) when
+    // wasmtime writes /tmp/perf-<pid>.map: docs/performance-notes.md.
+    if std::env::var_os("REVINJECT_PERFMAP").is_some_and(|v| !v.is_empty()) {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(dir) = &opts.cache_dir {
         let mut cache_config = wasmtime::CacheConfig::new();
         cache_config.with_directory(dir);
