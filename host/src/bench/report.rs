@@ -374,8 +374,8 @@ pub fn markdown(
     out.push_str(
         "\n## Native baseline\n\nThe same code natively (`cargo bench --bench evaluate`, \
          criterion medians): `payload` is the guest's whole `validate` (parse the payload, \
-         settings, `admission::evaluate`, serialize the answer), `evaluate` starts from the \
-         parsed request. The ratio compares the wasm guest call (warm, p50) with `payload`.\n\n\
+         settings, `admission::evaluate_owned` as the glue calls it, serialize the answer), \
+         `evaluate` starts from the parsed request (and copies the pod it borrows). The ratio compares the wasm guest call (warm, p50) with `payload`.\n\n\
          | workload | native evaluate µs | native payload µs | wasm guest µs | wasm/native |\n\
          | --- | ---: | ---: | ---: | ---: |\n",
     );
