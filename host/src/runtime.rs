@@ -122,8 +122,9 @@ pub fn namespace_object(name: &str, labels: &BTreeMap<String, String>) -> Value 
     })
 }
 
-impl HostCapabilities for StaticNamespaces {
-    fn get_resource(&self, request: &Value) -> Result<Value, String> {
+impl StaticNamespaces {
+    /// The Namespace a `get_resource` request names, borrowed.
+    fn lookup(&self, request: &Value) -> Result<&Value, String> {
         let field = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
         let (api_version, kind, name) = (field("api_version"), field("kind"), field("name"));
         if api_version != "v1" || kind != "Namespace" {
@@ -133,8 +134,20 @@ impl HostCapabilities for StaticNamespaces {
         }
         self.0
             .get(name)
-            .cloned()
             .ok_or_else(|| format!("namespaces \"{name}\" not found"))
+    }
+}
+
+impl HostCapabilities for StaticNamespaces {
+    fn get_resource(&self, request: &Value) -> Result<Value, String> {
+        self.lookup(request).cloned()
+    }
+
+    /// Serialized from the stored object, without the copy `get_resource` makes (policy-server
+    /// answers from its cache too; the copy was host overhead inside the guest call's time).
+    fn get_resource_bytes(&self, request: &Value) -> Result<Vec<u8>, String> {
+        let resource = self.lookup(request)?;
+        serde_json::to_vec(resource).map_err(|e| format!("cannot encode the resource: {e}"))
     }
 }
 
