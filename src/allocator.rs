@@ -172,6 +172,7 @@ mod global {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testgen::{Gen, SplitMix};
     use std::alloc::System;
 
     #[test]
@@ -192,13 +193,9 @@ mod tests {
     fn blocks_never_overlap_and_are_reused() {
         let a = SizeClasses::new(System);
         let mut live: Vec<(*mut u8, Layout, u8)> = Vec::new();
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut rand = |n: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % n
-        };
+        let mut seed = SplitMix(0x9e37_79b9_7f4a_7c15);
+        let mut g = Gen::new(&mut seed);
+        let mut rand = |n: u64| g.below(n as usize) as u64;
         let check = |(p, l, fill): &(*mut u8, Layout, u8)| {
             assert_eq!(*p as usize % l.align(), 0);
             let bytes = unsafe { std::slice::from_raw_parts(*p, l.size()) };

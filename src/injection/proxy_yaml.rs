@@ -841,6 +841,7 @@ fn float(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testgen::{Gen, SplitMix};
 
     /// ours Ok => serde_yaml gives the same value; serde_yaml Err => ours Err. Returns
     /// whether ours accepted.
@@ -981,7 +982,8 @@ mod tests {
             "0b11",
         ];
         const SPACES: &[&str] = &["", " ", "  ", "    ", "\t"];
-        let mut rng = Lcg(0x9e37_79b9_7f4a_7c15);
+        let mut seed = SplitMix(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Gen::new(&mut seed);
         let mut accepted = 0;
         for _ in 0..GENERATED {
             let mut text = String::new();
@@ -1027,7 +1029,8 @@ mod tests {
     #[test]
     fn mutated_inputs_match_serde_yaml() {
         const BYTES: &[u8] = b"\r \n-:#'\"[]{},|>&*!?%\\ax0.\t";
-        let mut rng = Lcg(0x2545_f491_4f6c_dd1d);
+        let mut seed = SplitMix(0x2545_f491_4f6c_dd1d);
+        let mut rng = Gen::new(&mut seed);
         let mut accepted = 0;
         for _ in 0..MUTATIONS {
             let mut bytes = rng.pick(SUPPORTED).as_bytes().to_vec();
@@ -1053,21 +1056,4 @@ mod tests {
     /// Inputs per generated test (the parsers agreed on millions while this was written).
     const GENERATED: usize = 2000;
     const MUTATIONS: usize = 2000;
-
-    /// A deterministic linear congruential generator (Knuth's MMIX constants).
-    struct Lcg(u64);
-
-    impl Lcg {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (self.0 >> 33) as usize % n
-        }
-
-        fn pick(&mut self, list: &[&'static str]) -> &'static str {
-            list[self.below(list.len())]
-        }
-    }
 }
