@@ -607,10 +607,6 @@ fn existing_overrides(pod: &Value) -> Result<Value, InjectError> {
     }
 }
 
-/// Istio's `reapplyOverwrittenContainers`. `final_pod` is the pod with the template applied,
-/// `original` the pod as submitted, `template_spec` the rendered template's pod spec (which
-/// containers and initContainers the template injects). Containers the pod defines itself are
-/// merged back over the injected ones and recorded in `proxy.istio.io/overrides`.
 /// The names of the containers the template rendered, per list.
 pub struct TemplateContainers {
     containers: Vec<String>,
@@ -633,9 +629,7 @@ impl TemplateContainers {
             init_containers: list("initContainers"),
         }
     }
-}
 
-impl TemplateContainers {
     fn contains(&self, name: &str) -> bool {
         self.containers
             .iter()
@@ -673,6 +667,10 @@ pub fn submitted_parts(pod: &Value, template: &TemplateContainers) -> Value {
     Value::Object(out)
 }
 
+/// Istio's `reapplyOverwrittenContainers`. `final_pod` is the pod with the template applied,
+/// `original` what [`submitted_parts`] kept of the pod as submitted, `template` the containers
+/// and initContainers the template injects. Containers the pod defines itself are merged back
+/// over the injected ones and recorded in `proxy.istio.io/overrides`.
 pub fn reapply_overrides(
     final_pod: &mut Value,
     original: &Value,
@@ -1001,15 +999,11 @@ mod tests {
                 "containers": [{"name": "hello", "image": "hello"}, user_proxy()]
             }
         });
-        let template_spec = json!({"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}], "containers": []});
+        let template = TemplateContainers::of(
+            &json!({"spec": {"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}], "containers": []}}),
+        );
         let mut pod = injected_pod(json!(["istio-iptables", "-u", "1337"]));
-        reapply_overrides(
-            &mut pod,
-            &original,
-            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
-            false,
-        )
-        .unwrap();
+        reapply_overrides(&mut pod, &original, &template, false).unwrap();
         assert_eq!(
             pod["metadata"]["annotations"][PROXY_OVERRIDES],
             "{\"initContainers\":[{\"name\":\"istio-init\",\"image\":\"fake/custom-image\",\"args\":[\"my\",\"custom\",\"args\"],\"resources\":{}},\
@@ -1034,8 +1028,9 @@ mod tests {
             {"name": "hello"},
             {"name": "istio-proxy", "image": "auto", "securityContext": {"runAsUser": 1234, "runAsGroup": 4321}}
         ]}});
-        let template_spec =
-            json!({"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}]});
+        let template = TemplateContainers::of(
+            &json!({"spec": {"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}]}}),
+        );
         let mut pod = injected_pod(json!([
             "istio-iptables",
             "-p",
@@ -1045,13 +1040,7 @@ mod tests {
             "-m",
             "REDIRECT"
         ]));
-        reapply_overrides(
-            &mut pod,
-            &original,
-            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
-            false,
-        )
-        .unwrap();
+        reapply_overrides(&mut pod, &original, &template, false).unwrap();
         assert_eq!(
             pod["spec"]["initContainers"][0]["args"],
             json!([
@@ -1076,13 +1065,7 @@ mod tests {
 
         // TPROXY: the proxy stays root, the validation container keeps its user.
         let mut pod = injected_pod(json!(["istio-iptables", "-u", "1337"]));
-        reapply_overrides(
-            &mut pod,
-            &original,
-            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
-            true,
-        )
-        .unwrap();
+        reapply_overrides(&mut pod, &original, &template, true).unwrap();
         assert_eq!(
             pod["spec"]["initContainers"][1]["securityContext"]["runAsUser"],
             0
@@ -1091,15 +1074,10 @@ mod tests {
         // CNI: istio-validation runs as the user's uid/gid.
         let mut pod = injected_pod(json!(["istio-iptables", "-u", "1337"]));
         pod["spec"]["initContainers"][0]["name"] = json!("istio-validation");
-        let template_spec =
-            json!({"initContainers": [{"name": "istio-validation"}, {"name": "istio-proxy"}]});
-        reapply_overrides(
-            &mut pod,
-            &original,
-            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
-            false,
-        )
-        .unwrap();
+        let template = TemplateContainers::of(
+            &json!({"spec": {"initContainers": [{"name": "istio-validation"}, {"name": "istio-proxy"}]}}),
+        );
+        reapply_overrides(&mut pod, &original, &template, false).unwrap();
         let v = &pod["spec"]["initContainers"][0];
         assert_eq!(
             v["securityContext"],
@@ -1115,17 +1093,12 @@ mod tests {
             "metadata": {"annotations": {SIDECAR_STATUS: status}},
             "spec": {"initContainers": [{"name": "istio-init", "args": ["old"]}, {"name": "istio-proxy", "image": "old"}], "containers": [{"name": "hello"}]}
         });
-        let template_spec =
-            json!({"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}]});
+        let template = TemplateContainers::of(
+            &json!({"spec": {"initContainers": [{"name": "istio-init"}, {"name": "istio-proxy"}]}}),
+        );
         let mut pod = injected_pod(json!(["istio-iptables"]));
         let before = pod.clone();
-        reapply_overrides(
-            &mut pod,
-            &original,
-            &TemplateContainers::of(&json!({"spec": template_spec.clone()})),
-            false,
-        )
-        .unwrap();
+        reapply_overrides(&mut pod, &original, &template, false).unwrap();
         assert_eq!(pod, before);
     }
 

@@ -128,6 +128,16 @@ impl Cursor<'_> {
             .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
     }
 
+    /// Whether another `MM`/`SS` component follows: a `:` (eaten) in extended format, two
+    /// digits in basic format.
+    fn component_follows(&mut self, extended: bool) -> bool {
+        if extended {
+            self.eat(b':')
+        } else {
+            self.two_digits_next()
+        }
+    }
+
     /// A fixed-width decimal number within `min..=max`. `end` is the message when the input
     /// is too short; `context` prefixes digit and range errors (jiff's wording).
     fn number(
@@ -265,13 +275,7 @@ impl Cursor<'_> {
     fn time(&mut self) -> Result<(i64, i64), String> {
         let hour = self.two("hour", 0, 23)?;
         let extended = self.peek() == Some(b':');
-        let next = |c: &mut Self| {
-            if extended {
-                c.eat(b':')
-            } else {
-                c.two_digits_next()
-            }
-        };
+        let next = |c: &mut Self| c.component_follows(extended);
         let (mut minute, mut second, mut nanos) = (0, 0, 0);
         if next(self) {
             minute = self.two("minute", 0, 59)?;
@@ -315,13 +319,7 @@ impl Cursor<'_> {
         };
         let hours = part(self, "hour", "sign", 25)?;
         let extended = self.peek() == Some(b':');
-        let next = |c: &mut Self| {
-            if extended {
-                c.eat(b':')
-            } else {
-                c.two_digits_next()
-            }
-        };
+        let next = |c: &mut Self| c.component_follows(extended);
         let mut total = hours * 3600;
         if next(self) {
             total += part(self, "minute", "hours", 59)? * 60;
