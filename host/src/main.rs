@@ -13,6 +13,13 @@ use std::time::Duration;
 use revinject::runtime::{HostCapabilities, PolicyRuntime, RuntimeOptions};
 use revinject::{input, replay, Session};
 
+/// policy-server's allocator since 1.13 (kubewarden/policy-server#766). The host's share of
+/// a request (serializing it, parsing the mutated pod back, the JSONPatch diff) is mostly
+/// allocation, so `revinject bench` costs it with the allocator the cluster runs.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "revinject",
