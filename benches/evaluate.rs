@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use revision_injector::admission::{self, Cluster};
+use revision_injector::json;
 use revision_injector::settings::Settings;
 
 /// The workloads, in the order `revinject bench` reports them.
@@ -62,7 +63,7 @@ fn bench_workloads(c: &mut Criterion) {
         });
         c.bench_function(&format!("payload/{name}"), |b| {
             b.iter(|| {
-                let mut v: Value = serde_json::from_slice(black_box(&payload)).expect("json");
+                let mut v: Value = json::from_slice(black_box(&payload)).expect("json");
                 let settings = Settings::from_value(&v["settings"]).expect("settings");
                 // As the waPC glue does: the parsed request is handed over, not borrowed.
                 let request = v["request"].take();

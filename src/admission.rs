@@ -3,7 +3,7 @@
 //! The waPC glue in `lib.rs` and every native caller (tests, benchmarks) go through
 //! [`evaluate`], so what runs natively is what runs in `policy.wasm`.
 
-use crate::json::Path;
+use crate::json::{self, Path};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -50,25 +50,57 @@ impl Outcome {
     }
 
     /// [`Outcome::to_validation_response`] serialized, without copying the mutated pod into
-    /// a temporary `Value` first (same bytes: keys in the same sorted order).
+    /// a temporary `Value` first: the same bytes (keys in the same sorted order, absent
+    /// fields as `null`), written with [`json::write_value`]'s faster string escaping.
     pub fn validation_response_json(&self) -> serde_json::Result<Vec<u8>> {
-        #[derive(serde::Serialize)]
-        struct Response<'a> {
-            accepted: bool,
-            audit_annotations: Option<&'a BTreeMap<String, String>>,
-            code: Option<u16>,
-            message: Option<&'a str>,
-            mutated_object: Option<&'a Value>,
-            warnings: Option<&'a [String]>,
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"accepted\":");
+        out.extend_from_slice(if self.accepted { b"true" } else { b"false" });
+        out.extend_from_slice(b",\"audit_annotations\":");
+        if self.audit_annotations.is_empty() {
+            out.extend_from_slice(b"null");
+        } else {
+            out.push(b'{');
+            for (i, (key, value)) in self.audit_annotations.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json::write_str(&mut out, key);
+                out.push(b':');
+                json::write_str(&mut out, value);
+            }
+            out.push(b'}');
         }
-        serde_json::to_vec(&Response {
-            accepted: self.accepted,
-            audit_annotations: Some(&self.audit_annotations).filter(|a| !a.is_empty()),
-            code: self.code,
-            message: self.message.as_deref(),
-            mutated_object: self.mutated_object.as_ref(),
-            warnings: Some(self.warnings.as_slice()).filter(|w| !w.is_empty()),
-        })
+        out.extend_from_slice(b",\"code\":");
+        match self.code {
+            Some(code) => out.extend_from_slice(code.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"message\":");
+        match &self.message {
+            Some(message) => json::write_str(&mut out, message),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"mutated_object\":");
+        match &self.mutated_object {
+            Some(pod) => json::write_value(&mut out, pod)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"warnings\":");
+        if self.warnings.is_empty() {
+            out.extend_from_slice(b"null");
+        } else {
+            out.push(b'[');
+            for (i, warning) in self.warnings.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json::write_str(&mut out, warning);
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
+        Ok(out)
     }
 
     /// The response Kubewarden's SDK would serialize (`ValidationResponse`).
@@ -306,7 +338,13 @@ mod tests {
         full.warnings = vec!["w1".into(), "w\"2".into()];
         full.audit_annotations
             .insert(DECISION_AUDIT_KEY.into(), "{\"inject\":true}".into());
-        for outcome in [Outcome::accept(), Outcome::reject("no <way>", 400), full] {
+        let odd = Outcome::reject("a \"quoted\"\tmessage\n\u{1}: é", 500);
+        for outcome in [
+            Outcome::accept(),
+            Outcome::reject("no <way>", 400),
+            odd,
+            full,
+        ] {
             let expected = serde_json::to_vec(&outcome.to_validation_response()).unwrap();
             assert_eq!(outcome.validation_response_json().unwrap(), expected);
         }

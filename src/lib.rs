@@ -57,7 +57,7 @@ pub mod glue {
     /// `ValidationResponse` out. Every failure becomes a rejection with a message, never a
     /// guest error (hosts report those as a bare 500).
     fn validate(payload: &[u8]) -> guest::CallResult {
-        let outcome = match serde_json::from_slice::<Value>(payload) {
+        let outcome = match crate::json::from_slice::<Value>(payload) {
             Err(e) => {
                 admission::Outcome::reject(format!("cannot parse the validation request: {e}"), 400)
             }
