@@ -70,7 +70,7 @@ test-web:
 
 # Performance report (not part of `test`): the native criterion baseline, then policy.wasm
 # through `revinject bench`; writes docs/benchmarks.md and its chart.
-BENCH_ARGS ?= --threads 1 --threads 2
+BENCH_ARGS ?= --threads 1 --threads 2 --duration 1 --rounds 3
 bench: policy.wasm $(BENCH_REVINJECT)
 	cargo bench --locked -p revision-injector --bench evaluate
 	$(BENCH_REVINJECT) bench $(BENCH_ARGS) --plot docs/benchmarks.svg --markdown docs/benchmarks.md policy.wasm

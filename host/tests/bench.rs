@@ -27,7 +27,15 @@ fn bench_reports_every_measurement_in_the_issue_schema() {
             "--threads",
             "2",
         ])
-        .args(["--iterations", "3", "--output", "json", "--plot"])
+        .args([
+            "--iterations",
+            "3",
+            "--rounds",
+            "2",
+            "--output",
+            "json",
+            "--plot",
+        ])
         .arg(&svg)
         .arg("--markdown")
         .arg(&md)
@@ -77,6 +85,7 @@ fn bench_reports_every_measurement_in_the_issue_schema() {
         markdown.contains("| hello | warm | 1 | guest |"),
         "{markdown}"
     );
+    assert!(markdown.contains("--rounds 2"), "{markdown}");
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
 

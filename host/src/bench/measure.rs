@@ -71,6 +71,10 @@ pub struct Plan<'a> {
     pub threads: &'a [u32],
     pub budget: Budget,
     pub allocator: Allocator,
+    /// Times every measurement is repeated (all jobs in turn, then again); each figure
+    /// comes from the round with the median p50, so one burst of load on a shared machine
+    /// does not decide a figure.
+    pub rounds: u32,
 }
 
 impl Plan<'_> {
@@ -149,7 +153,8 @@ pub fn run(plan: &Plan, bytes: &[u8]) -> anyhow::Result<Report> {
             })
         })
         .collect();
-    let bar = ProgressBar::new((jobs.len() * plan.threads.len()) as u64);
+    let rounds = plan.rounds.max(1) as usize;
+    let bar = ProgressBar::new((jobs.len() * plan.threads.len() * rounds) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -167,22 +172,18 @@ pub fn run(plan: &Plan, bytes: &[u8]) -> anyhow::Result<Report> {
             jobs: &jobs,
             threads,
         };
-        let per_worker = pool.run(&bar);
-        let per_worker = match per_worker {
-            Ok(w) => w,
-            Err(e) => {
-                bar.finish_and_clear();
-                return Err(e);
+        let mut per_round = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            match pool.run(&bar) {
+                Ok(per_worker) => per_round.push(per_worker),
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
             }
-        };
+        }
         for (index, job) in jobs.iter().enumerate() {
-            let runs: Vec<&WorkerRun> = per_worker.iter().filter_map(|w| w.get(index)).collect();
-            let mut samples: Vec<u64> = runs
-                .iter()
-                .flat_map(|r| r.samples.iter().copied())
-                .collect();
-            samples.sort_unstable();
-            let wall = runs.iter().map(|r| r.elapsed).max().unwrap_or_default();
+            let (samples, wall) = median_round(&per_round, index);
             let name = plan
                 .workloads
                 .get(job.workload)
@@ -208,6 +209,31 @@ pub fn run(plan: &Plan, bytes: &[u8]) -> anyhow::Result<Report> {
         distributions,
         allocator: plan.allocator,
     })
+}
+
+/// Job `index`'s samples (all workers, sorted) and wall time in the round whose p50 is the
+/// median of the rounds' (the lower middle one for an even count).
+fn median_round(per_round: &[Vec<Vec<WorkerRun>>], index: usize) -> (Vec<u64>, Duration) {
+    let mut rounds: Vec<(Vec<u64>, Duration)> = per_round
+        .iter()
+        .map(|per_worker| {
+            let runs: Vec<&WorkerRun> = per_worker.iter().filter_map(|w| w.get(index)).collect();
+            let mut samples: Vec<u64> = runs
+                .iter()
+                .flat_map(|r| r.samples.iter().copied())
+                .collect();
+            samples.sort_unstable();
+            let wall = runs.iter().map(|r| r.elapsed).max().unwrap_or_default();
+            (samples, wall)
+        })
+        .collect();
+    rounds.sort_by_key(|(samples, _)| percentile(samples, 0.5));
+    let middle = rounds.len().saturating_sub(1) / 2;
+    if middle < rounds.len() {
+        rounds.swap_remove(middle)
+    } else {
+        (Vec::new(), Duration::ZERO)
+    }
 }
 
 /// `threads` workers running every job together.
@@ -457,6 +483,31 @@ pub fn peak_rss_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_round_with_the_median_p50_gives_the_figures() {
+        let run = |samples: Vec<u64>, ms| WorkerRun {
+            samples,
+            elapsed: Duration::from_millis(ms),
+        };
+        // One job; p50s by round: 50 (a burst of load), 10, 30 (two workers, merged).
+        let per_round = vec![
+            vec![vec![run(vec![50, 50, 50], 3)]],
+            vec![vec![run(vec![10, 10, 10], 1)]],
+            vec![vec![run(vec![40, 30], 2)], vec![run(vec![20, 35], 4)]],
+        ];
+        let (samples, wall) = median_round(&per_round, 0);
+        assert_eq!(samples, vec![20, 30, 35, 40]);
+        assert_eq!(
+            wall,
+            Duration::from_millis(4),
+            "the slowest worker's wall time"
+        );
+        // An even count takes the lower middle round; one round is itself.
+        assert_eq!(median_round(&per_round[..2], 0).0, vec![10, 10, 10]);
+        assert_eq!(median_round(&per_round[..1], 0).0, vec![50, 50, 50]);
+        assert!(median_round(&per_round, 1).0.is_empty(), "no such job");
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

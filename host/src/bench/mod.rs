@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// Seconds per measurement (default 2).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Repeat every measurement this many times, interleaved, and report for each the round
+    /// with the median p50 (a burst of load on a shared machine then moves one round, not
+    /// the figure).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: u32,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
@@ -175,6 +180,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         threads: &threads,
         budget: args.budget()?,
         allocator: args.allocator,
+        rounds: args.rounds,
     };
     let report = measure::run(&plan, &bytes)?;
     match args.output {

@@ -264,11 +264,17 @@ pub fn markdown(
          ```sh\n\
          cargo bench --bench evaluate        # native baseline (criterion)\n",
     );
-    let threads: Vec<String> = args
+    let mut threads: Vec<String> = args
         .threads
         .iter()
         .map(|t| format!("--threads {t}"))
         .collect();
+    if let Some(d) = args.duration {
+        threads.push(format!("--duration {d}"));
+    }
+    if args.rounds > 1 {
+        threads.push(format!("--rounds {}", args.rounds));
+    }
     let _ = writeln!(
         out,
         "revinject bench {} --plot docs/benchmarks.svg --markdown docs/benchmarks.md {}\n```\n",
@@ -278,8 +284,10 @@ pub fn markdown(
     out.push_str(
         "Each figure is measured as policy-server pays it: `end-to-end` serializes the \
          ValidationRequest, calls the guest, diffs the mutated pod into a JSONPatch and \
-         base64-encodes it; `guest` is the waPC `validate` call alone (its namespace lookup \
-         included). `warm` reuses one instance, `fresh` makes a new one per request from the \
+         base64-encodes it, with the crates and the allocator (jemalloc) policy-server \
+         uses; `guest` is the waPC `validate` call alone (its namespace lookup included). \
+         With `--rounds N` every measurement is repeated N times, interleaved, and each row \
+         is the round with the median p50. `warm` reuses one instance, `fresh` makes a new one per request from the \
          pre-instantiated module (pooling allocator, copy-on-write memory image), as \
          policy-server does. Latencies are percentiles of every request; req/s counts all \
          workers.\n\n## Machine\n\n",
