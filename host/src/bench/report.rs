@@ -287,10 +287,10 @@ pub fn markdown(
          base64-encodes it, with the crates and the allocator (jemalloc) policy-server \
          uses; `guest` is the waPC `validate` call alone (its namespace lookup included). \
          With `--rounds N` every measurement is repeated N times, interleaved, and each row \
-         is the round with the median p50. `warm` reuses one instance, `fresh` makes a new one per request from the \
-         pre-instantiated module (pooling allocator, copy-on-write memory image), as \
-         policy-server does. Latencies are percentiles of every request; req/s counts all \
-         workers.\n\n## Machine\n\n",
+         is the round with the median p50. `warm` reuses one instance, `fresh` makes a new \
+         one per request from the pre-instantiated module (pooling allocator, copy-on-write \
+         memory image), as policy-server does. Latencies are percentiles of every request; \
+         req/s counts all workers.\n\n## Machine\n\n",
     );
     out.push_str(&machine());
     let _ = writeln!(out, "\n## Module\n\n{}\n", report.summary());
