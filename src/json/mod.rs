@@ -6,7 +6,7 @@
 
 mod write;
 
-pub use write::{to_vec, write_str, write_value};
+pub use write::{write_str, write_value};
 
 use serde_json::Value;
 

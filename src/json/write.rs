@@ -10,13 +10,6 @@
 
 use serde_json::Value;
 
-/// `v` as compact JSON text.
-pub fn to_vec(v: &Value) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(256);
-    write_value(&mut out, v)?;
-    Ok(out)
-}
-
 /// Append `v` as compact JSON text (object keys in the map's order).
 pub fn write_value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
     match v {

@@ -5,7 +5,8 @@ use std::path::Path;
 
 fn same_as_serde(v: &Value) {
     let expected = serde_json::to_vec(v).expect("serde_json writes any Value");
-    let ours = to_vec(v).expect("writes");
+    let mut ours = Vec::new();
+    write_value(&mut ours, v).expect("writes");
     assert_eq!(
         String::from_utf8_lossy(&ours),
         String::from_utf8_lossy(&expected)
