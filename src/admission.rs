@@ -314,15 +314,17 @@ fn namespace_labels(ns: &Value) -> Result<BTreeMap<String, String>, String> {
 
 /// `metadata.labels` of an object as a map; non-string values are ignored.
 pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
-    object
+    // Inserted one by one: collecting into a `BTreeMap` links a sort (see `crate::sort`).
+    let mut labels = BTreeMap::new();
+    let entries = object
         .at(&["metadata", "labels"])
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+        .and_then(Value::as_object);
+    for (k, v) in entries.into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            labels.insert(k.clone(), v.to_string());
+        }
+    }
+    labels
 }
 
 #[cfg(test)]

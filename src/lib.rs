@@ -12,6 +12,7 @@ pub mod revision;
 pub mod schema;
 pub mod selector;
 pub mod settings;
+pub mod sort;
 /// Random requests and invariants for fuzzing (native builds only).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testgen;

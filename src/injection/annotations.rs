@@ -84,7 +84,7 @@ pub fn validate(annotations: &Map<String, Value>) -> Result<(), InjectError> {
     if errors.is_empty() {
         return Ok(());
     }
-    errors.sort();
+    crate::sort::sort_by(&mut errors, Ord::cmp);
     let noun = if errors.len() == 1 { "error" } else { "errors" };
     let mut msg = format!("{} {noun} occurred:", errors.len());
     for e in &errors {

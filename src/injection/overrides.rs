@@ -340,11 +340,10 @@ fn write_go(out: &mut String, value: &Value, ty: Ty) {
                     (Some(v), _) => emit(out, f.name, &|o| write_go(o, v, f.ty)),
                 }
             }
-            let mut rest: Vec<(&String, &Value)> = obj
+            // Unknown fields in key order, as Go marshals a map: a `Map` iterates in key order.
+            let rest = obj
                 .iter()
-                .filter(|(key, v)| !v.is_null() && !known.iter().any(|f| f.name == key.as_str()))
-                .collect();
-            rest.sort_by(|a, b| a.0.cmp(b.0));
+                .filter(|(key, v)| !v.is_null() && !known.iter().any(|f| f.name == key.as_str()));
             for (key, v) in rest {
                 emit(out, key, &|o| write_go(o, v, Ty::Scalar));
             }
@@ -375,10 +374,9 @@ fn write_go(out: &mut String, value: &Value, ty: Ty) {
 }
 
 fn write_sorted_object(out: &mut String, obj: &Map<String, Value>, inner: Ty) {
-    let mut entries: Vec<(&String, &Value)> = obj.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
     out.push('{');
-    for (i, (key, v)) in entries.into_iter().enumerate() {
+    // Go marshals maps in key order; a `Map` iterates in key order.
+    for (i, (key, v)) in obj.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -528,8 +526,8 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: &str, elem: Ty) -> V
         .into_iter()
         .partition(|m| index(&patch_keys, m).is_some());
     let order = |i: Option<usize>| i.map_or(-1, |i| i as i64);
-    patch_items.sort_by_key(|v| order(index(&patch_keys, v)));
-    server_only.sort_by_key(|v| order(index(&original_keys, v)));
+    crate::sort::sort_by_key(&mut patch_items, |v| order(index(&patch_keys, v)));
+    crate::sort::sort_by_key(&mut server_only, |v| order(index(&original_keys, v)));
     let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
     let (mut left, mut right) = (
         server_only.into_iter().peekable(),

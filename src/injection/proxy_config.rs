@@ -187,19 +187,17 @@ pub fn hold_application(pc: &Value) -> bool {
     }
 }
 
-/// `proxyMetadata` entries in key order (the template ranges over a Go map).
+/// `proxyMetadata` entries in key order (the template ranges over a Go map; a `Map` iterates
+/// in key order, see [`crate::json`]).
 pub fn proxy_metadata(pc: &Value) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = pc
-        .get("proxyMetadata")
+    pc.get("proxyMetadata")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
                 .map(|(k, v)| (k.clone(), super::traffic::go_sprint(v)))
                 .collect()
         })
-        .unwrap_or_default();
-    out.sort();
-    out
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! deep-merged with the policy settings, Helm style (maps merge, scalars and lists replace,
 //! `null` deletes the key).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -37,12 +37,14 @@ pub fn merge(base: &mut Value, overlay: &Value) {
 /// A copy of `v` without `null` map entries (a null in an overlay deletes, never stores).
 fn strip_nulls(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), strip_nulls(v)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            // Inserted one by one: collecting into a `Map` links a sort (see `crate::sort`).
+            let mut out = Map::new();
+            for (k, v) in m.iter().filter(|(_, v)| !v.is_null()) {
+                out.insert(k.clone(), strip_nulls(v));
+            }
+            Value::Object(out)
+        }
         other => other.clone(),
     }
 }

@@ -37,10 +37,8 @@ fn named_entries(r: &Render, annotation: &str) -> Result<Vec<Value>, InjectError
     let map = parsed
         .as_object()
         .ok_or_else(|| bad("must be a JSON map of names to definitions"))?;
-    let mut names: Vec<&String> = map.keys().collect();
-    names.sort();
-    names
-        .into_iter()
+    // In name order, as Go's sorted range over the decoded map: a `Map` iterates in key order.
+    map.keys()
         .map(|name| {
             let mut entry = Map::new();
             entry.insert("name".into(), json!(name));

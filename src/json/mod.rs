@@ -3,6 +3,10 @@
 //!
 //! `Value::pointer` unescapes every path segment into a new `String` (`~1`, `~0`), and the
 //! template reads a few hundred paths per request; [`Path`] walks borrowed keys instead.
+//!
+//! serde_json is built without `preserve_order`, so a `Map` is a `BTreeMap` and iterates in
+//! key order (byte order, as Go sorts map keys when it marshals or ranges over them in a
+//! template): the injection code relies on that instead of sorting keys again.
 
 mod write;
 
@@ -44,6 +48,20 @@ impl Path for Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Guards the module's promise: were `preserve_order` switched on (by this crate or any
+    /// dependency), maps would keep insertion order and Go's key order would be lost.
+    #[test]
+    fn maps_iterate_in_byte_order_of_their_keys() {
+        let map = json!({"b": 1, "a.b": 2, "B": 3, "a": 4, "é": 5, "a/": 6});
+        let keys: Vec<&str> = map
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["B", "a", "a.b", "a/", "b", "é"]);
+    }
 
     #[test]
     fn walks_maps_only() {
