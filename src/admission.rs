@@ -3,6 +3,7 @@
 //! The waPC glue in `lib.rs` and every native caller (tests, benchmarks) go through
 //! [`evaluate`], so what runs natively is what runs in `policy.wasm`.
 
+use crate::json::put;
 use crate::json::{self, Path};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -106,26 +107,30 @@ impl Outcome {
     /// The response Kubewarden's SDK would serialize (`ValidationResponse`).
     pub fn to_validation_response(&self) -> Value {
         let mut out = serde_json::Map::new();
-        out.insert("accepted".into(), Value::Bool(self.accepted));
-        out.insert(
-            "message".into(),
+        put(&mut out, "accepted", Value::Bool(self.accepted));
+        put(
+            &mut out,
+            "message",
             self.message.clone().map_or(Value::Null, Value::String),
         );
-        out.insert("code".into(), self.code.map_or(Value::Null, Value::from));
-        out.insert(
-            "mutated_object".into(),
+        put(&mut out, "code", self.code.map_or(Value::Null, Value::from));
+        put(
+            &mut out,
+            "mutated_object",
             self.mutated_object.clone().unwrap_or(Value::Null),
         );
-        out.insert(
-            "audit_annotations".into(),
+        put(
+            &mut out,
+            "audit_annotations",
             if self.audit_annotations.is_empty() {
                 Value::Null
             } else {
                 serde_json::to_value(&self.audit_annotations).unwrap_or(Value::Null)
             },
         );
-        out.insert(
-            "warnings".into(),
+        put(
+            &mut out,
+            "warnings",
             if self.warnings.is_empty() {
                 Value::Null
             } else {

@@ -2,7 +2,8 @@
 //! `enable-core-dump`, and `istio-proxy` with its env, probes, security context and mounts.
 
 use crate::json::Path;
-use serde_json::{json, Map, Value};
+use crate::json::{put, value};
+use serde_json::{Map, Value};
 
 use super::annotations::{
     AGENT_LOG_LEVEL, READINESS_FAILURE_THRESHOLD, READINESS_INITIAL_DELAY, READINESS_PERIOD,
@@ -67,7 +68,7 @@ fn init_image(r: &Render) -> String {
 /// `imagePullPolicy`, only when the helm value sets one.
 fn pull_policy(r: &Render, c: &mut Map<String, Value>) {
     if let Some(p) = str_at(r.values, &["global", "imagePullPolicy"]).filter(|s| !s.is_empty()) {
-        c.insert("imagePullPolicy".into(), json!(p));
+        put(c, "imagePullPolicy", value!(p));
     }
 }
 
@@ -89,24 +90,29 @@ pub fn init_container(r: &Render) -> Result<Value, InjectError> {
     let cni = r.cni();
     let privileged = truthy_at(r.values, &["global", "proxy", "privileged"]);
     let mut c = Map::new();
-    c.insert(
-        "name".into(),
-        json!(if cni {
+    put(
+        &mut c,
+        "name",
+        value!(if cni {
             "istio-validation"
         } else {
             "istio-init"
         }),
     );
-    c.insert("image".into(), json!(init_image(r)));
-    c.insert("args".into(), json!(traffic::init_args(r.pod, r.traffic)?));
+    put(&mut c, "image", value!(init_image(r)));
+    put(
+        &mut c,
+        "args",
+        value!(traffic::init_args(r.pod, r.traffic)?),
+    );
     pull_policy(r, &mut c);
     let metadata = proxy_metadata(r.pc());
     if !metadata.is_empty() {
-        c.insert("env".into(), env_list(&metadata));
+        put(&mut c, "env", env_list(&metadata));
     }
-    c.insert("resources".into(), resources_of(r)?);
+    put(&mut c, "resources", resources_of(r)?);
     let security = if cni {
-        json!({
+        value!({
             "allowPrivilegeEscalation": privileged,
             "privileged": privileged,
             "capabilities": {"drop": ["ALL"]},
@@ -116,7 +122,7 @@ pub fn init_container(r: &Render) -> Result<Value, InjectError> {
             "runAsNonRoot": true,
         })
     } else {
-        json!({
+        value!({
             "allowPrivilegeEscalation": privileged,
             "privileged": privileged,
             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
@@ -126,7 +132,7 @@ pub fn init_container(r: &Render) -> Result<Value, InjectError> {
             "runAsUser": 0,
         })
     };
-    c.insert("securityContext".into(), security);
+    put(&mut c, "securityContext", security);
     Ok(Value::Object(c))
 }
 
@@ -140,21 +146,23 @@ pub fn core_dump_container(r: &Render) -> Result<Option<Value>, InjectError> {
         return Ok(None);
     }
     let mut c = Map::new();
-    c.insert("name".into(), json!("enable-core-dump"));
-    c.insert(
-        "args".into(),
-        json!([
+    put(&mut c, "name", value!("enable-core-dump"));
+    put(
+        &mut c,
+        "args",
+        value!([
             "-c",
             "sysctl -w kernel.core_pattern=/var/lib/istio/data/core.proxy && ulimit -c unlimited"
         ]),
     );
-    c.insert("command".into(), json!(["/bin/sh"]));
-    c.insert("image".into(), json!(init_image(r)));
+    put(&mut c, "command", value!(["/bin/sh"]));
+    put(&mut c, "image", value!(init_image(r)));
     pull_policy(r, &mut c);
-    c.insert("resources".into(), resources_of(r)?);
-    c.insert(
-        "securityContext".into(),
-        json!({
+    put(&mut c, "resources", resources_of(r)?);
+    put(
+        &mut c,
+        "securityContext",
+        value!({
             "allowPrivilegeEscalation": true,
             "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]},
             "privileged": true,
@@ -216,12 +224,12 @@ fn lifecycle(r: &Render) -> Option<Value> {
         return Some(l.clone());
     }
     if r.native {
-        return Some(json!({"preStop": {"exec": {"command": [
-            "pilot-agent", "request", format!("--debug-port={}", r.status_port()), "POST", "drain"
+        return Some(value!({"preStop": {"exec": {"command": [
+            "pilot-agent", "request", (format!("--debug-port={}", r.status_port())), "POST", "drain"
         ]}}}));
     }
     if r.hold_application() {
-        return Some(json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}));
+        return Some(value!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}));
     }
     None
 }
@@ -248,7 +256,7 @@ fn proxy_security_context(r: &Render) -> Value {
         .and_then(Value::as_str)
         == Some("true");
     if trace {
-        return json!({
+        return value!({
             "allowPrivilegeEscalation": true,
             "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
             "privileged": true,
@@ -267,45 +275,47 @@ fn proxy_security_context(r: &Render) -> Value {
         add.push("NET_BIND_SERVICE");
     }
     if !add.is_empty() {
-        caps.insert("add".into(), json!(add));
+        put(&mut caps, "add", value!(add));
     }
-    caps.insert("drop".into(), json!(["ALL"]));
+    put(&mut caps, "drop", value!(["ALL"]));
     let root = tproxy || bind;
-    json!({
+    value!({
         "allowPrivilegeEscalation": privileged,
         "capabilities": caps,
         "privileged": privileged,
         "readOnlyRootFilesystem": read_only,
         "runAsGroup": 1337,
-        "runAsNonRoot": !root,
-        "runAsUser": if root { 0 } else { 1337 },
+        "runAsNonRoot": (!root),
+        "runAsUser": (if root { 0 } else { 1337 }),
     })
 }
 
 /// `istio-proxy`.
 pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
     let mut c = Map::new();
-    c.insert("name".into(), json!("istio-proxy"));
-    c.insert("image".into(), json!(proxy_image(r)));
-    c.insert(
-        "ports".into(),
-        json!([{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}]),
+    put(&mut c, "name", value!("istio-proxy"));
+    put(&mut c, "image", value!(proxy_image(r)));
+    put(
+        &mut c,
+        "ports",
+        value!([{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}]),
     );
-    c.insert("args".into(), json!(proxy_args(r)));
+    put(&mut c, "args", value!(proxy_args(r)));
     if let Some(l) = lifecycle(r) {
-        c.insert("lifecycle".into(), l);
+        put(&mut c, "lifecycle", l);
     }
-    c.insert("env".into(), Value::Array(proxy_env(r)));
+    put(&mut c, "env", Value::Array(proxy_env(r)));
     pull_policy(r, &mut c);
     if r.status_port() != "0" {
-        c.insert(
-            "readinessProbe".into(),
-            json!({
+        put(
+            &mut c,
+            "readinessProbe",
+            value!({
                 "httpGet": {"path": "/healthz/ready", "port": 15021},
-                "initialDelaySeconds": probe_int(r, READINESS_INITIAL_DELAY, "readinessInitialDelaySeconds"),
-                "periodSeconds": probe_int(r, READINESS_PERIOD, "readinessPeriodSeconds"),
+                "initialDelaySeconds": (probe_int(r, READINESS_INITIAL_DELAY, "readinessInitialDelaySeconds")),
+                "periodSeconds": (probe_int(r, READINESS_PERIOD, "readinessPeriodSeconds")),
                 "timeoutSeconds": 3,
-                "failureThreshold": probe_int(r, READINESS_FAILURE_THRESHOLD, "readinessFailureThreshold"),
+                "failureThreshold": (probe_int(r, READINESS_FAILURE_THRESHOLD, "readinessFailureThreshold")),
             }),
         );
         if truthy_at(r.values, &["global", "proxy", "startupProbe", "enabled"]) {
@@ -315,9 +325,10 @@ pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
             )
             .and_then(Value::as_i64)
             .unwrap_or(600);
-            c.insert(
-                "startupProbe".into(),
-                json!({
+            put(
+                &mut c,
+                "startupProbe",
+                value!({
                     "httpGet": {"path": "/healthz/ready", "port": 15021},
                     "initialDelaySeconds": 0,
                     "periodSeconds": 1,
@@ -327,13 +338,14 @@ pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
             );
         }
     }
-    c.insert("securityContext".into(), proxy_security_context(r));
+    put(&mut c, "securityContext", proxy_security_context(r));
     if r.native {
-        c.insert("restartPolicy".into(), json!("Always"));
+        put(&mut c, "restartPolicy", value!("Always"));
     }
-    c.insert("resources".into(), resources_of(r)?);
-    c.insert(
-        "volumeMounts".into(),
+    put(&mut c, "resources", resources_of(r)?);
+    put(
+        &mut c,
+        "volumeMounts",
         Value::Array(volumes::proxy_mounts(r)?),
     );
     Ok(Value::Object(c))

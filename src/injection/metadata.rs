@@ -2,7 +2,8 @@
 //! "metrics merge" rewrite, and the `sidecar.istio.io/status` record of what was injected.
 
 use crate::json::Path;
-use serde_json::{json, Map, Value};
+use crate::json::{put, value};
+use serde_json::{Map, Value};
 
 use super::annotations::PROMETHEUS_MERGE_METRICS;
 use super::proxy_config::ordered_json;
@@ -49,10 +50,10 @@ pub fn template_labels(r: &Render) -> Value {
         &[CANONICAL_REVISION, "app.kubernetes.io/version", "version"],
     )
     .unwrap_or_else(|| "latest".into());
-    json!({
+    value!({
         TLS_MODE: tls,
-        CANONICAL_NAME: label_value(&name),
-        CANONICAL_REVISION: label_value(&revision),
+        CANONICAL_NAME: (label_value(&name)),
+        CANONICAL_REVISION: (label_value(&revision)),
     })
 }
 
@@ -66,7 +67,7 @@ fn append_multus_network(existing: &str) -> String {
         let parsed: Option<Vec<Value>> = serde_json::from_str(existing).ok();
         return match parsed {
             None => existing.into(),
-            Some(nets) if nets.iter().any(|n| n.get("name") == Some(&json!(NET))) => {
+            Some(nets) if nets.iter().any(|n| n.get("name") == Some(&value!(NET))) => {
                 existing.into()
             }
             Some(_) => format!(
@@ -85,11 +86,11 @@ fn append_multus_network(existing: &str) -> String {
 /// The template's annotations: revision, default containers and, with CNI, the capture settings.
 pub fn template_annotations(r: &Render) -> Value {
     let mut a = Map::new();
-    a.insert(REV.into(), json!(r.revision));
+    a.insert(REV.into(), value!(r.revision));
     if let Some(first) = r.app_containers().first() {
         for key in [DEFAULT_LOGS_CONTAINER, DEFAULT_CONTAINER] {
             if !r.has(key) {
-                a.insert(key.into(), json!(first));
+                a.insert(key.into(), value!(first));
             }
         }
     }
@@ -99,11 +100,11 @@ pub fn template_annotations(r: &Render) -> Value {
             let existing = r.ann(MULTUS_NETWORKS, "");
             a.insert(
                 MULTUS_NETWORKS.into(),
-                json!(append_multus_network(&existing)),
+                value!(append_multus_network(&existing)),
             );
         }
         for (k, v) in traffic::cni_annotations(r.annotations, r.traffic) {
-            a.insert(k, json!(v));
+            a.insert(k, value!(v));
         }
     }
     Value::Object(a)
@@ -197,16 +198,16 @@ pub fn apply_prometheus_merge(
         let mut cfg: Vec<(String, Value)> = Vec::new();
         for (k, v) in [("scrape", &scrape), ("path", &path), ("port", &port)] {
             if !v.is_empty() {
-                cfg.push((k.into(), json!(v)));
+                cfg.push((k.into(), value!(v)));
             }
         }
         if !targets.is_empty() {
             let list: Vec<String> = targets
                 .iter()
                 .map(|(p, path)| {
-                    let mut t = vec![("port".to_string(), json!(p))];
+                    let mut t = vec![("port".to_string(), value!(p))];
                     if !path.is_empty() {
-                        t.push(("path".into(), json!(path)));
+                        t.push(("path".into(), value!(path)));
                     }
                     ordered_json(&t)
                 })
@@ -222,18 +223,18 @@ pub fn apply_prometheus_merge(
         }
     }
     clear_prometheus(ann);
-    ann.insert("prometheus.io/port".into(), json!(status_port));
-    ann.insert("prometheus.io/path".into(), json!("/stats/prometheus"));
-    ann.insert("prometheus.io/scrape".into(), json!("true"));
+    put(ann, "prometheus.io/port", value!(status_port));
+    put(ann, "prometheus.io/path", value!("/stats/prometheus"));
+    put(ann, "prometheus.io/scrape", value!("true"));
 }
 
 fn push_env(proxy: Option<&mut Value>, value: &str) {
     if let Some(env) = proxy
         .and_then(|p| p.as_object_mut())
-        .map(|p| p.entry("env").or_insert_with(|| json!([])))
+        .map(|p| p.entry("env").or_insert_with(|| value!([])))
         .and_then(Value::as_array_mut)
     {
-        env.push(json!({"name": PROMETHEUS_ENV, "value": go_json_text(value)}));
+        env.push(value!({"name": PROMETHEUS_ENV, "value": (go_json_text(value))}));
     }
 }
 
@@ -264,13 +265,14 @@ pub fn status_annotation(template: &Value, revision: &str) -> String {
         names(template, "containers"),
         names(template, "volumes"),
         names(template, "imagePullSecrets"),
-        json!(rev)
+        value!(rev)
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn label_values_are_truncated() {

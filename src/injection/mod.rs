@@ -23,8 +23,9 @@ pub mod values;
 pub mod volumes;
 pub mod workload;
 
+use crate::json::value;
 use crate::json::Path;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::settings::Settings;
 use annotations::SIDECAR_STATUS;
@@ -191,7 +192,7 @@ fn move_container(pod: &mut Value, from: &str, to: &str, name: &str) {
     };
     let c = src.remove(i);
     if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
-        let dst = spec.entry(to).or_insert_with(|| json!([]));
+        let dst = spec.entry(to).or_insert_with(|| value!([]));
         if let Some(d) = dst.as_array_mut() {
             d.push(c);
         }
@@ -236,12 +237,12 @@ fn apply_cluster_env(
     }
     if let Some(env) = sidecar_mut(pod)
         .and_then(Value::as_object_mut)
-        .map(|c| c.entry("env").or_insert_with(|| json!([])))
+        .map(|c| c.entry("env").or_insert_with(|| value!([])))
         .and_then(Value::as_array_mut)
     {
         env.retain(|e| !envs.iter().any(|(n, _)| is_named(e, n)));
         for (n, v) in &envs {
-            env.push(json!({"name": n, "value": v}));
+            env.push(value!({"name": n, "value": v}));
         }
     }
     (!network.is_empty()).then_some(network)

@@ -7,6 +7,7 @@
 //! `proxy.istio.io/overrides` annotation (Go `json.Marshal`: struct fields in declaration order,
 //! canonical quantities, `image: auto` dropped) so that re-injection can apply them again.
 
+use crate::json::put;
 use crate::json::Path;
 use serde_json::{Map, Value};
 
@@ -660,8 +661,8 @@ pub fn submitted_parts(pod: &Value, template: &TemplateContainers) -> Value {
         spec.insert(list.to_string(), Value::Array(kept));
     }
     let mut out = Map::new();
-    out.insert("metadata".into(), Value::Object(metadata));
-    out.insert("spec".into(), Value::Object(spec));
+    put(&mut out, "metadata", Value::Object(metadata));
+    put(&mut out, "spec", Value::Object(spec));
     Value::Object(out)
 }
 
@@ -802,7 +803,7 @@ fn adjust_init_container_user(pod: &mut Value, original: &Value, tproxy: bool) {
                     .get_mut("securityContext")
                     .and_then(Value::as_object_mut)
                 {
-                    sc.insert("runAsUser".to_string(), Value::from(0));
+                    put(sc, "runAsUser", Value::from(0));
                 }
                 break;
             }
@@ -823,10 +824,10 @@ fn adjust_init_container_user(pod: &mut Value, original: &Value, tproxy: bool) {
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Some(sc) = sc.as_object_mut() {
                 if let Some(u) = &run_as_user {
-                    sc.insert("runAsUser".to_string(), u.clone());
+                    put(sc, "runAsUser", u.clone());
                 }
                 if let Some(g) = &run_as_group {
-                    sc.insert("runAsGroup".to_string(), g.clone());
+                    put(sc, "runAsGroup", g.clone());
                 }
             }
         }

@@ -9,7 +9,8 @@
 use crate::json::Path;
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use crate::json::{put, value};
+use serde_json::{Map, Value};
 
 use super::annotations::{
     parse_go_bool, EXCLUDE_INBOUND_PORTS, INCLUDE_INBOUND_PORTS, REWRITE_APP_HTTP_PROBERS,
@@ -177,7 +178,7 @@ fn to_prober(
     let mut prober = Map::new();
     if with_timeout {
         if let Some(t) = handler.get("timeoutSeconds").filter(|t| !t.is_null()) {
-            prober.insert("timeoutSeconds".to_string(), t.clone());
+            put(&mut prober, "timeoutSeconds", t.clone());
         }
     }
     let http_or_tcp = ["httpGet", "tcpSocket"]
@@ -191,7 +192,7 @@ fn to_prober(
         if !is_port_included(port, ports) {
             return None;
         }
-        prober.insert("grpc".to_string(), grpc.clone());
+        put(&mut prober, "grpc", grpc.clone());
         return Some(Value::Object(prober));
     };
     let port = match action.get("port") {
@@ -205,7 +206,7 @@ fn to_prober(
         return None;
     }
     let mut action = action.clone();
-    action["port"] = json!(port);
+    action["port"] = value!(port);
     prober.insert(kind.to_string(), action);
     Some(Value::Object(prober))
 }
@@ -257,12 +258,12 @@ fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Op
             let mut merged = new.as_object().cloned().unwrap_or_default();
             merged.extend(old);
             let text = go_marshal(&Value::Object(merged), PROBERS);
-            *entry = json!({"name": APP_PROBERS_ENV, "value": text});
+            *entry = value!({"name": APP_PROBERS_ENV, "value": (&text)});
             Some(text)
         }
         _ => {
             let text = go_marshal(&new, PROBERS);
-            env.push(json!({"name": APP_PROBERS_ENV, "value": text}));
+            env.push(value!({"name": APP_PROBERS_ENV, "value": (&text)}));
             Some(text)
         }
     }
@@ -305,10 +306,10 @@ fn convert_handler(handler: &mut Value, url: &str, status_port: i64, allow_grpc:
         return;
     };
     if let Some(Value::Object(http)) = obj.get_mut("httpGet") {
-        http.insert("port".to_string(), json!(status_port));
-        http.insert("path".to_string(), json!(url));
+        put(http, "port", value!(status_port));
+        put(http, "path", value!(url));
         if http.get("scheme").and_then(Value::as_str) == Some("HTTPS") {
-            http.insert("scheme".to_string(), json!("HTTP"));
+            put(http, "scheme", value!("HTTP"));
         }
         return;
     }
@@ -320,16 +321,14 @@ fn convert_handler(handler: &mut Value, url: &str, status_port: i64, allow_grpc:
         None
     };
     if replaced.is_some() {
-        obj.insert(
-            "httpGet".to_string(),
-            json!({"path": url, "port": status_port}),
-        );
+        put(obj, "httpGet", value!({"path": url, "port": status_port}));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn hello_probes_pod() -> Value {
         // inputs/hello-probes.yaml after the template (proxy as a native sidecar).

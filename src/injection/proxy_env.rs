@@ -1,8 +1,9 @@
 //! `istio-proxy`'s env, in the template's order: identity and downward-API values,
 //! `PROXY_CONFIG`, the pod's ports and app containers, cluster/mesh identity, proxyMetadata.
 
+use crate::json::value;
 use crate::json::Path;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::proxy_config::{ordered_json, proxy_config_env, proxy_metadata};
 use super::template::Render;
@@ -14,21 +15,21 @@ pub fn env_list(pairs: &[(String, String)]) -> Value {
     Value::Array(
         pairs
             .iter()
-            .map(|(k, v)| json!({"name": k, "value": v}))
+            .map(|(k, v)| value!({"name": k, "value": v}))
             .collect(),
     )
 }
 
 fn field_env(name: &str, path: &str) -> Value {
-    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+    value!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 }
 
 fn resource_env(name: &str, resource: &str) -> Value {
-    json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
+    value!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
 }
 
 fn value_env(name: &str, value: impl Into<String>) -> Value {
-    json!({"name": name, "value": value.into()})
+    value!({"name": name, "value": (value.into())})
 }
 
 /// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per line, in Go's
@@ -188,6 +189,7 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn go_json_escapes_html() {

@@ -2,7 +2,8 @@
 //! metadata (labels, annotations) and spec (init containers, containers, volumes, pull secrets).
 
 use crate::json::Path;
-use serde_json::{json, Map, Value};
+use crate::json::{put, value};
+use serde_json::{Map, Value};
 
 use super::containers;
 use super::metadata;
@@ -136,23 +137,23 @@ pub fn render(r: &Render) -> Result<Value, InjectError> {
     }
     let mut spec = Map::new();
     if !init_containers.is_empty() {
-        spec.insert("initContainers".into(), Value::Array(init_containers));
+        put(&mut spec, "initContainers", Value::Array(init_containers));
     }
     if !containers.is_empty() {
-        spec.insert("containers".into(), Value::Array(containers));
+        put(&mut spec, "containers", Value::Array(containers));
     }
-    spec.insert("volumes".into(), Value::Array(volumes::volumes(r)?));
+    put(&mut spec, "volumes", Value::Array(volumes::volumes(r)?));
     let secrets = image_pull_secrets(r.values);
     if !secrets.is_empty() {
-        spec.insert("imagePullSecrets".into(), Value::Array(secrets));
+        put(&mut spec, "imagePullSecrets", Value::Array(secrets));
     }
     // Built by hand: `json!` would deep-copy every interpolated value through `to_value`.
     let mut meta = Map::new();
-    meta.insert("labels".into(), metadata::template_labels(r));
-    meta.insert("annotations".into(), metadata::template_annotations(r));
+    put(&mut meta, "labels", metadata::template_labels(r));
+    put(&mut meta, "annotations", metadata::template_annotations(r));
     let mut out = Map::new();
-    out.insert("metadata".into(), Value::Object(meta));
-    out.insert("spec".into(), Value::Object(spec));
+    put(&mut out, "metadata", Value::Object(meta));
+    put(&mut out, "spec", Value::Object(spec));
     Ok(Value::Object(out))
 }
 
@@ -164,8 +165,8 @@ fn image_pull_secrets(values: &Value) -> Vec<Value> {
         .map(|l| {
             l.iter()
                 .filter_map(|s| match s {
-                    Value::String(s) => Some(json!({"name": s})),
-                    Value::Object(o) => o.get("name").map(|n| json!({"name": n})),
+                    Value::String(s) => Some(value!({"name": s})),
+                    Value::Object(o) => o.get("name").map(|n| value!({"name": n})),
                     _ => None,
                 })
                 .collect()
@@ -178,6 +179,7 @@ mod tests {
     use super::*;
     use crate::injection::{inject, Context};
     use crate::settings::Settings;
+    use serde_json::json;
 
     fn pod() -> Value {
         json!({

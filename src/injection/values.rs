@@ -2,7 +2,8 @@
 //! deep-merged with the policy settings, Helm style (maps merge, scalars and lists replace,
 //! `null` deletes the key).
 
-use serde_json::{json, Map, Value};
+use crate::json::{put, value};
+use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -108,14 +109,14 @@ fn chart_defaults(istio_namespace: &str) -> Value {
     // The text is a constant covered by a test; an empty map is never reached.
     let mut v: Value = serde_json::from_str(CHART_DEFAULTS).unwrap_or_default();
     if let Some(g) = v.get_mut("global").and_then(Value::as_object_mut) {
-        g.insert("istioNamespace".into(), Value::from(istio_namespace));
+        put(g, "istioNamespace", Value::from(istio_namespace));
     }
     v
 }
 
 /// Istio's built-in MeshConfig defaults for the fields the injector reads.
 fn mesh_defaults(discovery_address: &str) -> Value {
-    json!({
+    value!({
         "trustDomain": "cluster.local",
         "enablePrometheusMerge": true,
         "proxyListenPort": 15001,
@@ -140,7 +141,7 @@ fn helm_revision(settings: &Settings) -> &str {
 /// Effective helm values: chart defaults, the revision, then `settings.values`.
 pub fn effective_values(settings: &Settings) -> Value {
     let mut v = chart_defaults(&settings.istio_namespace);
-    merge(&mut v, &json!({"revision": helm_revision(settings)}));
+    merge(&mut v, &value!({"revision": (helm_revision(settings))}));
     merge(&mut v, &settings.values);
     v
 }
@@ -282,6 +283,7 @@ pub fn validate(settings: &Settings) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn chart_defaults_parse_and_take_the_namespace() {

@@ -1,7 +1,8 @@
 //! The template's volumes and `istio-proxy`'s volume mounts, including the user volumes of
 //! `sidecar.istio.io/userVolume` / `userVolumeMount`.
 
-use serde_json::{json, Map, Value};
+use crate::json::{put, value};
+use serde_json::{Map, Value};
 
 use super::template::Render;
 use super::values::{str_at, truthy_at};
@@ -41,7 +42,7 @@ fn named_entries(r: &Render, annotation: &str) -> Result<Vec<Value>, InjectError
     map.keys()
         .map(|name| {
             let mut entry = Map::new();
-            entry.insert("name".into(), json!(name));
+            put(&mut entry, "name", value!(name));
             match map.get(name) {
                 Some(Value::Object(fields)) => {
                     for (k, v) in fields {
@@ -57,13 +58,13 @@ fn named_entries(r: &Render, annotation: &str) -> Result<Vec<Value>, InjectError
 
 /// `istio-proxy`'s volume mounts, in template order.
 pub fn proxy_mounts(r: &Render) -> Result<Vec<Value>, InjectError> {
-    let mount = |name: &str, path: &str| json!({"name": name, "mountPath": path});
+    let mount = |name: &str, path: &str| value!({"name": name, "mountPath": path});
     let mut m = vec![
         mount("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
         mount("credential-socket", "/var/run/secrets/credential-uds"),
     ];
     if gke_certs(r) {
-        m.push(json!({"name": "gke-workload-certificate",
+        m.push(value!({"name": "gke-workload-certificate",
             "mountPath": "/var/run/secrets/workload-spiffe-credentials", "readOnly": true}));
     } else {
         m.push(mount(
@@ -85,7 +86,7 @@ pub fn proxy_mounts(r: &Render) -> Result<Vec<Value>, InjectError> {
     m.push(mount("istio-envoy", "/etc/istio/proxy"));
     m.push(mount("istio-token", "/var/run/secrets/tokens"));
     if truthy_at(r.values, &["global", "mountMtlsCerts"]) {
-        m.push(json!({"name": "istio-certs", "mountPath": "/etc/certs/", "readOnly": true}));
+        m.push(value!({"name": "istio-certs", "mountPath": "/etc/certs/", "readOnly": true}));
     }
     m.push(mount("istio-podinfo", "/etc/istio/pod"));
     m.extend(named_entries(r, USER_VOLUME_MOUNT)?);
@@ -94,37 +95,37 @@ pub fn proxy_mounts(r: &Render) -> Result<Vec<Value>, InjectError> {
 
 /// The template's volumes, in template order.
 pub fn volumes(r: &Render) -> Result<Vec<Value>, InjectError> {
-    let empty = |name: &str| json!({"name": name, "emptyDir": {}});
+    let empty = |name: &str| value!({"name": name, "emptyDir": {}});
     let mut v = vec![empty("workload-socket"), empty("credential-socket")];
     if gke_certs(r) {
-        v.push(json!({"name": "gke-workload-certificate",
+        v.push(value!({"name": "gke-workload-certificate",
             "csi": {"driver": "workloadcertificates.security.cloud.google.com"}}));
     } else {
         v.push(empty("workload-certs"));
     }
     if let Some(cm) = r.annotations.get(BOOTSTRAP_OVERRIDE) {
-        v.push(json!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
+        v.push(value!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
     }
-    v.push(json!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}));
+    v.push(value!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}));
     v.push(empty("istio-data"));
-    v.push(json!({"name": "istio-podinfo", "downwardAPI": {"items": [
+    v.push(value!({"name": "istio-podinfo", "downwardAPI": {"items": [
         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
     ]}}));
     let audience = str_at(r.values, &["global", "sds", "token", "aud"]).unwrap_or("istio-ca");
     v.push(
-        json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+        value!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
         "path": "istio-token", "expirationSeconds": 43200, "audience": audience}}]}}),
     );
     if istiod_certs(r) {
-        v.push(json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}));
-        v.push(json!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
+        v.push(value!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}));
+        v.push(value!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
     }
     if truthy_at(r.values, &["global", "mountMtlsCerts"]) {
         let sa = str_at(r.pod, &["spec", "serviceAccountName"])
             .filter(|s| !s.is_empty())
             .unwrap_or("default");
-        v.push(json!({"name": "istio-certs", "secret": {"optional": true, "secretName": format!("istio.{sa}")}}));
+        v.push(value!({"name": "istio-certs", "secret": {"optional": true, "secretName": (format!("istio.{sa}"))}}));
     }
     v.extend(named_entries(r, USER_VOLUME)?);
     Ok(v)

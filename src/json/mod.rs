@@ -8,7 +8,11 @@
 //! key order (byte order, as Go sorts map keys when it marshals or ranges over them in a
 //! template): the injection code relies on that instead of sorting keys again.
 
+mod build;
 mod write;
+
+pub(crate) use build::value;
+pub use build::{put, ToValue};
 
 pub use write::{write_str, write_value};
 
