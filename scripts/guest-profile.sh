@@ -34,8 +34,9 @@ python3 - "$out/callgrind" "$out/flat" "/tmp/perf-$(cat "$out/pid").map" <<'PY'
 import bisect, re, sys
 raw, flat, perfmap = sys.argv[1:4]
 text = open(raw).read()
-# Calls into WapcHost::call (callgrind compresses names: `cfn=(id) name` once, then `cfn=(id)`).
-ids = set(re.findall(r'cfn=\((\d+)\) wapc::wapchost::host::WapcHost::call\n', text))
+# Calls into WapcHost::call. callgrind compresses names: the first mention, as a caller
+# (`fn=`) or a callee (`cfn=`), is `(id) name`, later ones only `(id)`.
+ids = set(re.findall(r'c?fn=\((\d+)\) wapc::wapchost::host::WapcHost::call\n', text))
 calls = sum(int(m.group(2)) for m in re.finditer(r'cfn=\((\d+)\)[^\n]*\ncalls=(\d+)', text)
             if m.group(1) in ids)
 funcs = []
