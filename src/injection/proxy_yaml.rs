@@ -13,6 +13,8 @@
 
 use serde_json::{Map, Number, Value};
 
+mod float;
+
 /// Deeper nesting than any ProxyConfig needs is refused rather than risking the stack.
 const MAX_DEPTH: usize = 64;
 /// libyaml (under serde_yaml) looks at most 1024 characters ahead for a key's `:`.
@@ -834,7 +836,7 @@ fn float(s: &str) -> Option<f64> {
         (".inf" | ".Inf" | ".INF", _) => Some(f64::INFINITY),
         (_, "-.inf" | "-.Inf" | "-.INF") => Some(f64::NEG_INFINITY),
         (_, ".nan" | ".NaN" | ".NAN") => Some(f64::NAN),
-        _ => t.parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => float::parse(t),
     }
 }
 
