@@ -7,7 +7,6 @@
 //! `ISTIO_KUBE_APP_PROBERS` env (Go `json.Marshal` of `map[string]*Prober`).
 
 use crate::json::Path;
-use std::collections::HashMap;
 
 use crate::json::{put, value};
 use serde_json::{Map, Value};
@@ -87,9 +86,15 @@ fn sidecar_index(pod: &Value, list: &str) -> Option<usize> {
         .position(|c| name_of(c) == Some(PROXY_CONTAINER))
 }
 
-/// Which inbound ports the sidecar captures, from the include/exclude annotations:
-/// `true` = listed as included, `false` = excluded; empty = everything.
-fn port_filter(annotations: &Map<String, Value>) -> HashMap<i64, bool> {
+/// Which inbound ports the sidecar captures, from the include/exclude annotations: the ports
+/// listed and whether they are the included or the excluded ones (empty = everything). A few
+/// ports at most, so a list: a `HashMap` brought hashbrown and SipHash into policy.wasm.
+struct PortFilter {
+    listed: Vec<i64>,
+    included: bool,
+}
+
+fn port_filter(annotations: &Map<String, Value>) -> PortFilter {
     let text = |name: &str| {
         annotations
             .get(name)
@@ -105,17 +110,24 @@ fn port_filter(annotations: &Map<String, Value>) -> HashMap<i64, bool> {
             .collect()
     };
     if !include.is_empty() && include != "*" {
-        return parse(&include).into_iter().map(|p| (p, true)).collect();
+        return PortFilter {
+            listed: parse(&include),
+            included: true,
+        };
     }
-    parse(&exclude).into_iter().map(|p| (p, false)).collect()
+    PortFilter {
+        listed: parse(&exclude),
+        included: false,
+    }
 }
 
 /// Istio's `isPortIncluded`: listed ports follow their flag; unlisted ones are included unless
 /// an include list exists.
-fn is_port_included(port: i64, ports: &HashMap<i64, bool>) -> bool {
-    match ports.get(&port) {
-        Some(included) => *included,
-        None => !ports.values().any(|v| *v),
+fn is_port_included(port: i64, ports: &PortFilter) -> bool {
+    if ports.listed.contains(&port) {
+        ports.included
+    } else {
+        !ports.included || ports.listed.is_empty()
     }
 }
 
@@ -136,7 +148,7 @@ fn url_paths(container: &str) -> [(&'static str, String); 5] {
 /// A probe that already points at the agent's own URL on the status port was rewritten by a
 /// previous injection (one whose original could not be recorded, e.g. an unknown named port):
 /// recording it would make the agent probe itself and break re-injection's idempotence.
-fn dump_app_probers(pod: &Value, ports: &HashMap<i64, bool>, status_port: i64) -> Option<Value> {
+fn dump_app_probers(pod: &Value, ports: &PortFilter, status_port: i64) -> Option<Value> {
     let mut out = Map::new();
     for list in ["initContainers", "containers"] {
         let Some(items) = pod.at(&["spec", list]).and_then(Value::as_array) else {
@@ -173,7 +185,7 @@ fn to_prober(
     handler: &Value,
     with_timeout: bool,
     container: &Value,
-    ports: &HashMap<i64, bool>,
+    ports: &PortFilter,
 ) -> Option<Value> {
     let mut prober = Map::new();
     if with_timeout {
@@ -270,7 +282,7 @@ fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Op
 }
 
 /// Point the container's probes and lifecycle hooks at the status port.
-fn convert_container(c: &mut Value, status_port: i64, ports: &HashMap<i64, bool>) {
+fn convert_container(c: &mut Value, status_port: i64, ports: &PortFilter) {
     let Some(name) = name_of(c).map(str::to_string) else {
         return;
     };
