@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use revinject::check::{check_pod, pod_object, Installed, Verdict};
@@ -36,8 +36,10 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Input files under Cargo's scratch directory for integration tests (inside `target/`), so
+/// test runs leave nothing behind in the system's temporary directory.
 fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("revinject-check-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
