@@ -22,15 +22,26 @@ pub fn sort_by<T>(items: &mut Vec<T>, mut compare: impl FnMut(&T, &T) -> Orderin
     apply(items, &order);
 }
 
-/// Sorts `items` stably by the key `key` computes, as `slice::sort_by_key` would.
-pub fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, mut key: impl FnMut(&T) -> K) {
-    sort_by(items, |a, b| key(a).cmp(&key(b)));
+/// Sorts `items` stably by the key `key` computes, as `slice::sort_by_cached_key` would: the
+/// key is computed once per item (the strategic merge's keys are list positions, found by a
+/// search each).
+pub fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, key: impl FnMut(&T) -> K) {
+    if items.len() < 2 {
+        return;
+    }
+    let keys: Vec<K> = items.iter().map(key).collect();
+    let order = stable_order(keys.len(), &mut |a, b| keys[a] > keys[b]);
+    apply(items, &order);
 }
 
 /// The positions of `0..len` in stable sorted order, by a bottom-up merge sort;
 /// `after(a, b)` tells whether the item at `a` belongs strictly after the one at `b`.
 fn stable_order(len: usize, after: &mut dyn FnMut(usize, usize) -> bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
+    // Lists usually arrive in order already: one pass tells, as driftsort's run detection does.
+    if (1..len).all(|i| !after(i - 1, i)) {
+        return order;
+    }
     let mut merged = vec![0; len];
     let mut width = 1;
     while width < len {
@@ -61,6 +72,9 @@ fn stable_order(len: usize, after: &mut dyn FnMut(usize, usize) -> bool) -> Vec<
 
 /// Rearranges `items` so that position `i` holds what was at `order[i]`.
 fn apply<T>(items: &mut Vec<T>, order: &[usize]) {
+    if order.iter().enumerate().all(|(i, &at)| i == at) {
+        return;
+    }
     let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
     items.extend(order.iter().filter_map(|&i| slots[i].take()));
 }
@@ -99,8 +113,29 @@ mod tests {
                 let mut std = input.clone();
                 std.sort_by_key(|a| a.0);
                 assert_eq!(ours, std, "len {len} seed {seed}");
+                let mut by_key = input.clone();
+                sort_by_key(&mut by_key, |a| a.0);
+                assert_eq!(by_key, std, "by key: len {len} seed {seed}");
             }
         }
+    }
+
+    #[test]
+    fn computes_each_key_once_and_leaves_sorted_input_alone() {
+        let mut calls = 0;
+        let mut items = vec![3, 1, 2, 1];
+        sort_by_key(&mut items, |n| {
+            calls += 1;
+            *n
+        });
+        assert_eq!((items, calls), (vec![1, 1, 2, 3], 4));
+        let mut comparisons = 0;
+        let mut sorted: Vec<u32> = (0..100).collect();
+        sort_by(&mut sorted, |a, b| {
+            comparisons += 1;
+            a.cmp(b)
+        });
+        assert_eq!((sorted, comparisons), ((0..100).collect(), 99));
     }
 
     #[test]
