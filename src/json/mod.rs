@@ -9,6 +9,7 @@
 //! template): the injection code relies on that instead of sorting keys again.
 
 mod build;
+pub mod unexpected;
 mod write;
 
 pub(crate) use build::value;

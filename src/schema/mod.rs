@@ -11,7 +11,7 @@
 mod pod_types;
 mod time;
 
-use serde::de::{Error as _, Unexpected};
+use crate::json::unexpected;
 use serde_json::Value;
 
 /// A JSON value's type in the schema.
@@ -49,40 +49,19 @@ pub struct Struct {
 /// Check `pod` as `k8s_openapi::api::core::v1::Pod` deserialization would; the error is
 /// serde's message (e.g. ``invalid type: string "80", expected i32``).
 pub fn check_pod(pod: &Value) -> Result<(), String> {
-    check_struct(pod_types::POD, pod).map_err(|e| e.to_string())
+    check_struct(pod_types::POD, pod)
 }
 
-type Error = serde_json::Error;
-
-/// What serde_json's `Value` deserializer reports a value as.
-fn unexpected(v: &Value) -> Unexpected<'_> {
-    match v {
-        Value::Null => Unexpected::Unit,
-        Value::Bool(b) => Unexpected::Bool(*b),
-        Value::Number(n) => number(n),
-        Value::String(s) => Unexpected::Str(s),
-        Value::Array(_) => Unexpected::Seq,
-        Value::Object(_) => Unexpected::Map,
-    }
-}
-
-fn number(n: &serde_json::Number) -> Unexpected<'static> {
-    if let Some(u) = n.as_u64() {
-        Unexpected::Unsigned(u)
-    } else if let Some(i) = n.as_i64() {
-        Unexpected::Signed(i)
-    } else {
-        Unexpected::Float(n.as_f64().unwrap_or(f64::NAN))
-    }
-}
+/// serde's message, as k8s-openapi's visitors would have failed (see [`crate::json::unexpected`]).
+type Error = String;
 
 fn invalid_type(v: &Value, expected: &str) -> Error {
-    Error::invalid_type(unexpected(v), &expected)
+    unexpected::invalid_type(v, expected)
 }
 
 fn check_struct(index: usize, v: &Value) -> Result<(), Error> {
     let Some(def) = pod_types::STRUCTS.get(index) else {
-        return Err(Error::custom(format!("schema table has no struct {index}")));
+        return Err(format!("schema table has no struct {index}"));
     };
     let Value::Object(map) = v else {
         return Err(invalid_type(v, def.name));
@@ -99,7 +78,7 @@ fn check_struct(index: usize, v: &Value) -> Result<(), Error> {
                     return Err(invalid_type(value, "a string"));
                 };
                 if s != required {
-                    return Err(Error::invalid_value(Unexpected::Str(s), &required));
+                    return Err(unexpected::invalid_value(value, required));
                 }
                 continue;
             }
@@ -118,13 +97,15 @@ fn check_int(v: &Value, expected: &'static str, min: i64, max: i64) -> Result<()
     let Value::Number(n) = v else {
         return Err(invalid_type(v, expected));
     };
-    match number(n) {
-        Unexpected::Unsigned(u) if i64::try_from(u).is_ok_and(|i| i <= max) => Ok(()),
-        Unexpected::Signed(i) if (min..=max).contains(&i) => Ok(()),
-        unexp @ (Unexpected::Unsigned(_) | Unexpected::Signed(_)) => {
-            Err(Error::invalid_value(unexp, &expected))
-        }
-        unexp => Err(Error::invalid_type(unexp, &expected)),
+    let in_range = match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => i64::try_from(u).is_ok_and(|i| i <= max),
+        (None, Some(i)) => (min..=max).contains(&i),
+        (None, None) => return Err(invalid_type(v, expected)),
+    };
+    if in_range {
+        Ok(())
+    } else {
+        Err(unexpected::invalid_value(v, expected))
     }
 }
 
@@ -151,11 +132,9 @@ fn check(ty: &Ty, v: &Value) -> Result<(), Error> {
         },
         Ty::IntOrString => match v {
             Value::String(_) => Ok(()),
-            Value::Number(n) => match number(n) {
-                Unexpected::Float(_) => Err(invalid_type(v, "IntOrString")),
-                unexp => check_int(v, "i32", i32::MIN.into(), i32::MAX.into())
-                    .map_err(|_| Error::invalid_value(unexp, &"a 32-bit integer")),
-            },
+            Value::Number(n) if n.is_f64() => Err(invalid_type(v, "IntOrString")),
+            Value::Number(_) => check_int(v, "i32", i32::MIN.into(), i32::MAX.into())
+                .map_err(|_| unexpected::invalid_value(v, "a 32-bit integer")),
             _ => Err(invalid_type(v, "IntOrString")),
         },
         Ty::Time(_) => time::check_time(v),

@@ -9,7 +9,6 @@
 //! `[!key=value]` rejected), and an instant inside jiff's supported range. Error texts are
 //! jiff's where the pod schema tests compare them with k8s-openapi's.
 
-use serde::de::Error as _;
 use serde_json::Value;
 
 use super::{invalid_type, Error};
@@ -25,7 +24,7 @@ pub(super) fn check_time(v: &Value) -> Result<(), Error> {
     let Value::String(s) = v else {
         return Err(invalid_type(v, "a timestamp string"));
     };
-    parse(s.as_bytes()).map(|_| ()).map_err(Error::custom)
+    parse(s.as_bytes()).map(|_| ())
 }
 
 /// Parse a timestamp into Unix seconds (the nanoseconds only decide rounding at the edges).
