@@ -6,6 +6,8 @@
 use crate::json::Path;
 use serde::{Deserialize, Serialize};
 
+mod read;
+
 use crate::selector::LabelSelector;
 
 /// Istio's default list of namespaces the injector never touches.
@@ -95,8 +97,7 @@ impl Settings {
         if value.is_null() {
             return Ok(Settings::default());
         }
-        let mut settings: Settings =
-            Settings::deserialize(value).map_err(|e| format!("invalid settings: {e}"))?;
+        let mut settings = read::settings(value).map_err(|e| format!("invalid settings: {e}"))?;
         settings.fold_injector_values()?;
         Ok(settings)
     }
@@ -165,15 +166,16 @@ type InjectorValues = (Option<InjectPolicy>, Vec<LabelSelector>, Vec<LabelSelect
 fn injector_values(values: &serde_json::Value) -> Result<InjectorValues, String> {
     let policy = match values.at(&["global", "proxy", "autoInject"]) {
         None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(InjectPolicy::deserialize(v).map_err(|e| {
+        Some(v) => Some(read::inject_policy(v).map_err(|e| {
             format!("values.global.proxy.autoInject: {e} (expected enabled or disabled)")
         })?),
     };
     let selectors = |key: &str| -> Result<Vec<LabelSelector>, String> {
         match values.at(&["sidecarInjectorWebhook", key]) {
             None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-            Some(v) => Vec::<LabelSelector>::deserialize(v)
-                .map_err(|e| format!("values.sidecarInjectorWebhook.{key}: {e}")),
+            Some(v) => {
+                read::selectors(v).map_err(|e| format!("values.sidecarInjectorWebhook.{key}: {e}"))
+            }
         }
     };
     Ok((

@@ -64,7 +64,9 @@ fn append_multus_network(existing: &str) -> String {
         return NET.into();
     }
     if let Some(i) = existing.rfind(']') {
-        let parsed: Option<Vec<Value>> = serde_json::from_str(existing).ok();
+        // Read as a `Value`: a typed read's "invalid type" error links serde's float formatting.
+        let parsed = serde_json::from_str::<Value>(existing).ok();
+        let parsed = parsed.as_ref().and_then(Value::as_array);
         return match parsed {
             None => existing.into(),
             Some(nets) if nets.iter().any(|n| n.get("name") == Some(&value!(NET))) => {

@@ -11,6 +11,7 @@
 //!   worst) and steps to the right neighbour by comparing the decimal value exactly, in
 //!   big integers, with the midpoints between adjacent `f64`s.
 
+use serde_json::Value;
 use std::cmp::Ordering;
 
 /// The value of `text` if it is a float in Rust's syntax (`1`, `-2.5`, `.5`, `1.`, `1e-3`,
@@ -108,7 +109,9 @@ fn nearest(significant: &[u8], scale: i64) -> f64 {
     json.push('e');
     json.push_str(&scale.to_string());
     // serde_json refuses what it takes to overflow; the walk below settles those.
-    let mut x: f64 = serde_json::from_str(&json).unwrap_or(f64::MAX);
+    // Read as a `Value`: `from_str::<f64>`'s "invalid type" path links serde's float formatting.
+    let start = serde_json::from_str::<Value>(&json).ok();
+    let mut x = start.as_ref().and_then(Value::as_f64).unwrap_or(f64::MAX);
     let decimal = Big::from_digits(significant);
     // A few steps at most from serde_json's start; bounded all the same.
     for _ in 0..64 {
