@@ -21,7 +21,7 @@ pub mod testgen;
 /// (web/) links the logic without waPC's exports and host imports.
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub mod glue {
-    use kubewarden_policy_sdk::host_capabilities::kubernetes::{get_resource, GetResourceRequest};
+    use kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest;
     use kubewarden_policy_sdk::protocol_version_guest;
     use kubewarden_policy_sdk::settings::SettingsValidationResponse;
     use kubewarden_policy_sdk::wapc_guest as guest;
@@ -37,7 +37,10 @@ pub mod glue {
         guest::register_function("protocol_version", protocol_version_guest);
     }
 
-    /// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability.
+    /// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability. The
+    /// SDK's `get_resource` does the same three steps (and words its errors the same way) but
+    /// parses the answer with a second instance of serde_json's parser, over `&[u8]`, where
+    /// [`crate::json::from_slice`] reuses the `&str` one the request is read with (~9 KB).
     struct HostCluster;
 
     impl Cluster for HostCluster {
@@ -50,7 +53,14 @@ pub mod glue {
                 disable_cache: false,
                 field_masks: None,
             };
-            get_resource::<Value>(&req).map_err(|e| e.to_string())
+            let request = serde_json::to_vec(&req)
+                .map_err(|e| format!("error serializing get resource request: {e}"))?;
+            let raw = guest::host_call("kubewarden", "kubernetes", "get_resource", &request)
+                .map_err(|e| {
+                    format!("error invoking host capability kubernetes.get_resource: {e}")
+                })?;
+            crate::json::from_slice::<Value>(&raw)
+                .map_err(|e| format!("error deserializing get resource response: {e}"))
         }
     }
 
@@ -78,7 +88,7 @@ pub mod glue {
     /// deserialize (an unknown key, a wrong type) answers `valid: false` with serde's message
     /// naming the key, instead of failing the call.
     fn validate_settings(payload: &[u8]) -> guest::CallResult {
-        let checked = serde_json::from_slice::<Value>(payload)
+        let checked = crate::json::from_slice::<Value>(payload)
             .map_err(|e| format!("settings are not JSON: {e}"))
             .and_then(|v| Settings::from_value(&v))
             .and_then(|s| s.validate());
