@@ -278,10 +278,11 @@ pub fn parse_ports(ports: &str) -> Result<Vec<u16>, String> {
     if ports.is_empty() {
         return Ok(Vec::new());
     }
-    ports
-        .split(',')
-        .map(|p| parse_port(p).map_err(|e| format!("failed parsing port '{p}': {e}")))
-        .collect()
+    let mut parsed = Vec::new();
+    for p in ports.split(',') {
+        parsed.push(parse_port(p).map_err(|e| format!("failed parsing port '{p}': {e}"))?);
+    }
+    Ok(parsed)
 }
 
 /// Istio's `parsePort`: a decimal port 0..=65535, surrounding whitespace ignored.

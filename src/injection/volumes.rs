@@ -39,21 +39,19 @@ fn named_entries(r: &Render, annotation: &str) -> Result<Vec<Value>, InjectError
         .as_object()
         .ok_or_else(|| bad("must be a JSON map of names to definitions"))?;
     // In name order, as Go's sorted range over the decoded map: a `Map` iterates in key order.
-    map.keys()
-        .map(|name| {
-            let mut entry = Map::new();
-            put(&mut entry, "name", value!(name));
-            match map.get(name) {
-                Some(Value::Object(fields)) => {
-                    for (k, v) in fields {
-                        entry.insert(k.clone(), v.clone());
-                    }
-                }
-                _ => return Err(bad(&format!("the definition of '{name}' must be a map"))),
-            }
-            Ok(Value::Object(entry))
-        })
-        .collect()
+    let mut entries = Vec::with_capacity(map.len());
+    for (name, definition) in map {
+        let Value::Object(fields) = definition else {
+            return Err(bad(&format!("the definition of '{name}' must be a map")));
+        };
+        let mut entry = Map::new();
+        put(&mut entry, "name", value!(name));
+        for (k, v) in fields {
+            entry.insert(k.clone(), v.clone());
+        }
+        entries.push(Value::Object(entry));
+    }
+    Ok(entries)
 }
 
 /// `istio-proxy`'s volume mounts, in template order.
