@@ -2,6 +2,9 @@
 //!
 //! Unknown keys are rejected (`deny_unknown_fields`) so that a typo in an injector's
 //! configuration fails `validate_settings` instead of silently changing behaviour.
+//!
+//! [`Settings::from_value`] reads them with the hand-written reader in `read`, on every
+//! request; the derived `Deserialize` stays as the reference that reader is tested against.
 
 use crate::json::Path;
 use serde::{Deserialize, Serialize};
