@@ -4,7 +4,7 @@
 //! wasm each: nine of them, with the sort inside `BTreeMap::from_iter`, were 54 KB of
 //! policy.wasm. The lists sorted here are short (error messages, strategic-merge list items),
 //! so a single merge sort over indices, with the comparison behind `dyn`, does the work once;
-//! what each call site instantiates is a closure and [`apply`].
+//! what each call site instantiates is a closure and `apply`.
 
 use std::cmp::Ordering;
 

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-/// Inserts `key` (copied) with `value`: one out-of-line call per entry of [`value!`].
+/// Inserts `key` (copied) with `value`: one out-of-line call per entry of `value!`.
 #[inline(never)]
 pub fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
     map.insert(key.to_owned(), value);
@@ -36,7 +36,7 @@ macro_rules! value {
 }
 pub(crate) use value;
 
-/// What [`value!`] accepts as a value: the JSON a value of the type stands for.
+/// What `value!` accepts as a value: the JSON a value of the type stands for.
 pub trait ToValue {
     fn to_value(self) -> Value;
 }
