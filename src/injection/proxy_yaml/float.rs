@@ -50,12 +50,24 @@ pub fn parse(text: &str) -> Option<f64> {
         f64::INFINITY
     } else if magnitude < -330 {
         0.0
+    } else if significant.len() > MAX_DIGITS {
+        // A midpoint between two f64s has at most 767 significant digits, so none lies
+        // strictly between the first MAX_DIGITS digits and the next step at that position:
+        // the rest (never all zeros, trailing zeros are gone) only counts as a 1 after them.
+        // The big-integer work then stays bounded however long the literal is.
+        let mut kept = significant[..MAX_DIGITS].to_vec();
+        kept.push(b'1');
+        let dropped = (significant.len() - kept.len()) as i64;
+        nearest(&kept, scale + dropped)
     } else {
         exact(significant, scale).unwrap_or_else(|| nearest(significant, scale))
     };
     let value = if negative { -value } else { value };
     value.is_finite().then_some(value)
 }
+
+/// Significant digits compared in full; longer literals are cut to these plus a sticky 1.
+const MAX_DIGITS: usize = 800;
 
 /// The exponent after `e`: optional sign, then digits; saturated far beyond `f64`'s range.
 fn decimal_exponent(text: &str) -> Option<i64> {
@@ -355,6 +367,30 @@ mod tests {
             let text = float_text(&mut rng, 12, 25, 330);
             let (ours, theirs) = (parse(&text), rust(&text));
             assert_eq!(ours.map(f64::to_bits), theirs.map(f64::to_bits), "{text:?}");
+        }
+    }
+
+    /// Literals longer than the digits compared in full: cut with a sticky digit, still
+    /// Rust's bits, including a tie decided only by a far digit.
+    #[test]
+    fn very_long_literals_round_like_rust() {
+        let long = "123456789".repeat(12_000);
+        let halfway = format!("9007199254740993{}", "0".repeat(900));
+        let above = format!("{halfway}1");
+        for text in [
+            format!("{long}e-107990"),
+            format!("0.{long}"),
+            format!("{long}e-108300"),
+            halfway.clone(),
+            above,
+            format!("{halfway}e-920"),
+        ] {
+            assert_eq!(
+                parse(&text).map(f64::to_bits),
+                rust(&text).map(f64::to_bits),
+                "{}",
+                &text[..40]
+            );
         }
     }
 
