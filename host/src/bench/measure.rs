@@ -71,9 +71,10 @@ pub struct Plan<'a> {
     pub threads: &'a [u32],
     pub budget: Budget,
     pub allocator: Allocator,
-    /// Times every measurement is repeated (all jobs in turn, then again); each figure
-    /// comes from the round with the median p50, so one burst of load on a shared machine
-    /// does not decide a figure.
+    /// Times every measurement is repeated (all jobs at every worker count in turn, then
+    /// again); each figure comes from the round with the median p50, so one burst of load
+    /// on a shared machine does not decide a figure, and the worker counts of a round are
+    /// measured back to back, which keeps the scaling figures comparable.
     pub rounds: u32,
 }
 
@@ -161,19 +162,23 @@ pub fn run(plan: &Plan, bytes: &[u8]) -> anyhow::Result<Report> {
     );
     bar.enable_steady_tick(Duration::from_millis(100));
 
-    let mut results = Vec::new();
-    let mut distributions = Vec::new();
-    for &threads in plan.threads {
-        let pool = Pool {
-            plan,
-            engine: &engine,
-            module: &module,
-            opts: &opts,
-            jobs: &jobs,
-            threads,
-        };
-        let mut per_round = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
+    // Rounds outermost: a slow phase of the machine (seconds to minutes) then falls on
+    // every worker count of a round alike rather than on one count's rounds only.
+    let mut per_threads: Vec<Vec<Vec<Vec<WorkerRun>>>> = plan
+        .threads
+        .iter()
+        .map(|_| Vec::with_capacity(rounds))
+        .collect();
+    for _ in 0..rounds {
+        for (&threads, per_round) in plan.threads.iter().zip(&mut per_threads) {
+            let pool = Pool {
+                plan,
+                engine: &engine,
+                module: &module,
+                opts: &opts,
+                jobs: &jobs,
+                threads,
+            };
             match pool.run(&bar) {
                 Ok(per_worker) => per_round.push(per_worker),
                 Err(e) => {
@@ -182,8 +187,12 @@ pub fn run(plan: &Plan, bytes: &[u8]) -> anyhow::Result<Report> {
                 }
             }
         }
+    }
+    let mut results = Vec::new();
+    let mut distributions = Vec::new();
+    for (&threads, per_round) in plan.threads.iter().zip(&per_threads) {
         for (index, job) in jobs.iter().enumerate() {
-            let (samples, wall) = median_round(&per_round, index);
+            let (samples, wall) = median_round(per_round, index);
             let name = plan
                 .workloads
                 .get(job.workload)
