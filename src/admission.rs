@@ -3,8 +3,7 @@
 //! The waPC glue in `lib.rs` and every native caller (tests, benchmarks) go through
 //! [`evaluate`], so what runs natively is what runs in `policy.wasm`.
 
-use crate::json::put;
-use crate::json::{self, Path};
+use crate::json::{self, put, Path};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
