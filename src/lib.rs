@@ -8,6 +8,7 @@ pub mod admission;
 pub mod allocator;
 pub mod injection;
 pub mod json;
+pub mod payload;
 pub mod revision;
 pub mod schema;
 pub mod selector;
@@ -28,6 +29,7 @@ pub mod glue {
     use serde_json::Value;
 
     use crate::admission::{self, Cluster};
+    use crate::payload::Payload;
     use crate::settings::Settings;
 
     #[unsafe(no_mangle)]
@@ -64,21 +66,17 @@ pub mod glue {
         }
     }
 
-    /// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in,
-    /// `ValidationResponse` out. Every failure becomes a rejection with a message, never a
+    /// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in (read with
+    /// only the fields the policy uses, see [`crate::payload`]), `ValidationResponse` out. Every failure becomes a rejection with a message, never a
     /// guest error (hosts report those as a bare 500).
     fn validate(payload: &[u8]) -> guest::CallResult {
-        let outcome = match crate::json::from_slice::<Value>(payload) {
+        let outcome = match Payload::from_slice(payload) {
             Err(e) => {
                 admission::Outcome::reject(format!("cannot parse the validation request: {e}"), 400)
             }
-            Ok(mut v) => match Settings::from_value(v.get("settings").unwrap_or(&Value::Null)) {
+            Ok(p) => match Settings::from_value(&p.settings) {
                 Err(e) => admission::Outcome::reject(e, 400),
-                Ok(settings) => {
-                    let request = v.get_mut("request").map(Value::take);
-                    let request = request.unwrap_or(Value::Null);
-                    admission::evaluate_owned(request, &settings, &HostCluster)
-                }
+                Ok(settings) => admission::evaluate_owned(p.request, &settings, &HostCluster),
             },
         };
         Ok(outcome.validation_response_json()?)
