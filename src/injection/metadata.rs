@@ -2,7 +2,7 @@
 //! "metrics merge" rewrite, and the `sidecar.istio.io/status` record of what was injected.
 
 use crate::json::Path;
-use crate::json::{put, value};
+use crate::json::{self, put, value};
 use serde_json::{Map, Value};
 
 use super::annotations::PROMETHEUS_MERGE_METRICS;
@@ -240,35 +240,52 @@ fn push_env(proxy: Option<&mut Value>, value: &str) {
     }
 }
 
-/// Names of the `name`d items of `spec[field]` of the template pod, or null when none.
-fn names(template: &Value, field: &str) -> Value {
-    let list: Vec<Value> = template
-        .at(&["spec", field])
-        .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(|i| i.get("name").cloned()).collect())
-        .unwrap_or_default();
-    if list.is_empty() {
-        Value::Null
-    } else {
-        Value::Array(list)
+/// Append the names of the `name`d items of `spec[field]` of the template pod as a JSON
+/// list, or `null` when there are none.
+fn write_names(out: &mut Vec<u8>, template: &Value, field: &str) {
+    let items = template.at(&["spec", field]).and_then(Value::as_array);
+    let mut names = items.into_iter().flatten().filter_map(|i| i.get("name"));
+    let Some(first) = names.next() else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.push(b'[');
+    let _ = json::write_value(out, first);
+    for name in names {
+        out.push(b',');
+        let _ = json::write_value(out, name);
     }
+    out.push(b']');
 }
 
 /// `sidecar.istio.io/status`: what the template injected, so that it can be stripped again.
+/// Written straight to text (through `format!` and `Value`'s `Display` it was 3 % of a
+/// request).
 pub fn status_annotation(template: &Value, revision: &str) -> String {
     let rev = if revision.is_empty() {
         "default"
     } else {
         revision
     };
-    format!(
-        "{{\"initContainers\":{},\"containers\":{},\"volumes\":{},\"imagePullSecrets\":{},\"revision\":{}}}",
-        names(template, "initContainers"),
-        names(template, "containers"),
-        names(template, "volumes"),
-        names(template, "imagePullSecrets"),
-        value!(rev)
-    )
+    let mut out = Vec::with_capacity(192);
+    for (i, field) in [
+        "initContainers",
+        "containers",
+        "volumes",
+        "imagePullSecrets",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_names(&mut out, template, field);
+    }
+    out.extend_from_slice(b",\"revision\":");
+    json::write_str(&mut out, rev);
+    out.push(b'}');
+    json::into_text(out)
 }
 
 #[cfg(test)]

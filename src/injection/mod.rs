@@ -26,6 +26,7 @@ pub mod workload;
 use crate::json::value;
 use crate::json::Path;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use crate::settings::Settings;
 use annotations::SIDECAR_STATUS;
@@ -99,7 +100,14 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     let view_annotations = meta_map(&view, "annotations");
     let view_labels = meta_map(&view, "labels");
     let workload = workload::workload_of(&pod, ctx.namespace);
-    let traffic = TrafficConfig::from_settings(values, &pod_mesh);
+    let annotated;
+    let traffic = match &pod_mesh {
+        Cow::Borrowed(_) => &effective.traffic,
+        Cow::Owned(m) => {
+            annotated = TrafficConfig::from_settings(values, m);
+            &annotated
+        }
+    };
     let render = template::Render {
         values,
         mesh: &pod_mesh,
@@ -109,7 +117,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         workload: &workload,
         revision: ctx.settings.revision_name(),
         native: native_mode(&annotations, ctx.settings),
-        traffic: &traffic,
+        traffic,
         default_resources: &effective.proxy_resources,
     };
     let tpl = template::render(&render)?;

@@ -131,17 +131,24 @@ fn is_port_included(port: i64, ports: &PortFilter) -> bool {
     }
 }
 
-fn url_paths(container: &str) -> [(&'static str, String); 5] {
-    [
-        ("readinessProbe", format!("/app-health/{container}/readyz")),
-        ("livenessProbe", format!("/app-health/{container}/livez")),
-        ("startupProbe", format!("/app-health/{container}/startupz")),
-        ("preStop", format!("/app-lifecycle/{container}/prestopz")),
-        (
-            "postStart",
-            format!("/app-lifecycle/{container}/poststartz"),
-        ),
-    ]
+/// The probe and lifecycle fields the agent takes over, with the prefix and suffix of the
+/// status-port path it serves each one on (`<prefix><container><suffix>`).
+const PROBE_FIELDS: [(&str, &str, &str); 5] = [
+    ("readinessProbe", "/app-health/", "/readyz"),
+    ("livenessProbe", "/app-health/", "/livez"),
+    ("startupProbe", "/app-health/", "/startupz"),
+    ("preStop", "/app-lifecycle/", "/prestopz"),
+    ("postStart", "/app-lifecycle/", "/poststartz"),
+];
+
+/// The agent's path for `container`'s probe: built only for the probes a container has
+/// (`format!` for all five of every container was 2 % of a request).
+fn url_path(prefix: &str, container: &str, suffix: &str) -> String {
+    let mut url = String::with_capacity(prefix.len() + container.len() + suffix.len());
+    url.push_str(prefix);
+    url.push_str(container);
+    url.push_str(suffix);
+    url
 }
 
 /// The original probes as Istio's probers, keyed by their status-port path (`None` when empty).
@@ -158,7 +165,7 @@ fn dump_app_probers(pod: &Value, ports: &PortFilter, status_port: i64) -> Option
             let Some(name) = name_of(c).filter(|n| *n != PROXY_CONTAINER) else {
                 continue;
             };
-            for (field, url) in url_paths(name) {
+            for (field, prefix, suffix) in PROBE_FIELDS {
                 let (handler, with_timeout) = match field {
                     "preStop" | "postStart" => {
                         (c.get("lifecycle").and_then(|l| l.get(field)), false)
@@ -168,6 +175,7 @@ fn dump_app_probers(pod: &Value, ports: &PortFilter, status_port: i64) -> Option
                 let Some(p) = handler.and_then(|h| to_prober(h, with_timeout, c, ports)) else {
                     continue;
                 };
+                let url = url_path(prefix, name, suffix);
                 let own = p.at(&["httpGet", "path"]).and_then(Value::as_str) == Some(url.as_str())
                     && p.at(&["httpGet", "port"]).and_then(Value::as_i64) == Some(status_port);
                 if !own {
@@ -286,7 +294,7 @@ fn convert_container(c: &mut Value, status_port: i64, ports: &PortFilter) {
     let Some(name) = name_of(c).map(str::to_string) else {
         return;
     };
-    for (field, url) in url_paths(&name) {
+    for (field, prefix, suffix) in PROBE_FIELDS {
         let is_hook = matches!(field, "preStop" | "postStart");
         let slot = if is_hook {
             c.get_mut("lifecycle").and_then(|l| l.get_mut(field))
@@ -299,7 +307,12 @@ fn convert_container(c: &mut Value, status_port: i64, ports: &PortFilter) {
         if !is_port_included(action_port(handler), ports) {
             continue;
         }
-        convert_handler(handler, &url, status_port, !is_hook);
+        convert_handler(
+            handler,
+            &url_path(prefix, &name, suffix),
+            status_port,
+            !is_hook,
+        );
     }
 }
 

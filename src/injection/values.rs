@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::traffic::TrafficConfig;
 use crate::settings::Settings;
 
 /// Image registry used when the settings name none (the upstream release registry).
@@ -153,6 +154,8 @@ pub struct Effective {
     pub mesh: Value,
     /// `global.proxy.resources` with canonical quantities, or why it is not valid.
     pub proxy_resources: Result<Value, String>,
+    /// Traffic capture of a pod without a `proxy.istio.io/config` annotation.
+    pub traffic: TrafficConfig,
 }
 
 /// The settings an [`Effective`] depends on.
@@ -190,10 +193,12 @@ pub fn effective(settings: &Settings) -> Rc<Effective> {
     let proxy_resources = super::resources::canonical_resources(
         at(&values, &["global", "proxy", "resources"]).unwrap_or(&Value::Null),
     );
+    let traffic = TrafficConfig::from_settings(&values, &mesh);
     let out = Rc::new(Effective {
         values,
         mesh,
         proxy_resources,
+        traffic,
     });
     let key = EffectiveKey {
         revision: settings.revision.clone(),
