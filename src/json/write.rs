@@ -89,15 +89,33 @@ fn needs_escaping(bytes: &[u8]) -> bool {
     words.remainder().iter().any(|&b| needs_escape(b))
 }
 
-/// The escaping path: runs between escapes copied whole.
+/// The escaping path: runs between escapes copied whole, found eight bytes at a time (the
+/// strings that get here are mostly JSON text in env values and annotations: one `"` per
+/// few words, not per byte).
 #[cold]
 fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if needs_escape(b) {
-            out.extend_from_slice(&bytes[start..i]);
-            write_escape(out, b);
-            start = i + 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if !any_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        // A byte to escape is among the next eight (or in the tail): byte by byte up to it.
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            i += 1;
+            if needs_escape(b) {
+                out.extend_from_slice(&bytes[start..i - 1]);
+                write_escape(out, b);
+                start = i;
+                break;
+            }
         }
     }
     out.extend_from_slice(&bytes[start..]);

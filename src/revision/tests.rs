@@ -312,3 +312,20 @@ fn decision_serializes_for_the_audit_annotation() {
     assert_eq!(v["revision"], json!("canary"));
     assert_eq!(v["webhook"], json!("rev.namespace (tag prod)"));
 }
+
+/// Settings alternating between calls (one instance serving two policies' settings in
+/// turn) each get their own webhooks.
+#[test]
+fn webhooks_follow_the_settings_of_each_call() {
+    let ns = [(REV_LABEL, "canary")];
+    for _ in 0..2 {
+        assert!(run(&canary(), &ns, &pod(&[], &[])).inject);
+        let d = run(&default_rev(), &ns, &pod(&[], &[]));
+        assert!(!d.inject, "{d:?}");
+        assert_eq!(d.webhook, None);
+    }
+    let retagged = settings(json!({"revision": "stable", "tags": ["canary"]}));
+    let d = run(&retagged, &ns, &pod(&[], &[]));
+    assert!(d.inject, "{d:?}");
+    assert_eq!(d.revision, "stable");
+}
