@@ -22,7 +22,6 @@ pub mod testgen;
 /// (web/) links the logic without waPC's exports and host imports.
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub mod glue {
-    use kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest;
     use kubewarden_policy_sdk::protocol_version_guest;
     use kubewarden_policy_sdk::settings::SettingsValidationResponse;
     use kubewarden_policy_sdk::wapc_guest as guest;
@@ -40,23 +39,15 @@ pub mod glue {
     }
 
     /// Namespaces come from the host's `kubewarden/kubernetes/get_resource` capability. The
-    /// SDK's `get_resource` does the same three steps (and words its errors the same way) but
+    /// SDK's `get_resource` does the same steps (and words its errors the same way) but
     /// parses the answer with a second instance of serde_json's parser, over `&[u8]`, where
-    /// [`crate::json::from_slice`] reuses the `&str` one the request is read with (~6 KB).
+    /// [`crate::json::from_slice`] reuses the `&str` one the request is read with (~6 KB);
+    /// the request is written by [`namespace_request`].
     struct HostCluster;
 
     impl Cluster for HostCluster {
         fn namespace(&self, name: &str) -> Result<Value, String> {
-            let req = GetResourceRequest {
-                api_version: "v1".to_string(),
-                kind: "Namespace".to_string(),
-                name: name.to_string(),
-                namespace: None,
-                disable_cache: false,
-                field_masks: None,
-            };
-            let request = serde_json::to_vec(&req)
-                .map_err(|e| format!("error serializing get resource request: {e}"))?;
+            let request = namespace_request(name);
             let raw = guest::host_call("kubewarden", "kubernetes", "get_resource", &request)
                 .map_err(|e| {
                     format!("error invoking host capability kubernetes.get_resource: {e}")
@@ -64,6 +55,16 @@ pub mod glue {
             crate::json::from_slice::<Value>(&raw)
                 .map_err(|e| format!("error deserializing get resource response: {e}"))
         }
+    }
+
+    /// The SDK's `GetResourceRequest` for the Namespace `name`, as serde_json writes it
+    /// (fields in declaration order, `None` as `null`), without linking its `Serialize`.
+    pub fn namespace_request(name: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(112 + name.len());
+        out.extend_from_slice(br#"{"api_version":"v1","kind":"Namespace","name":"#);
+        crate::json::write_str(&mut out, name);
+        out.extend_from_slice(br#","namespace":null,"disable_cache":false,"field_masks":null}"#);
+        out
     }
 
     /// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in (read with
@@ -95,5 +96,27 @@ pub mod glue {
             message: checked.err(),
         };
         Ok(serde_json::to_vec(&response)?)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::namespace_request;
+        use kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest;
+
+        #[test]
+        fn namespace_request_is_the_sdks_request() {
+            for name in ["apps", "", "a\"b\\c", "tab\there", "ünï\u{1}"] {
+                let sdk = GetResourceRequest {
+                    api_version: "v1".to_string(),
+                    kind: "Namespace".to_string(),
+                    name: name.to_string(),
+                    namespace: None,
+                    disable_cache: false,
+                    field_masks: None,
+                };
+                let expected = serde_json::to_vec(&sdk).expect("serializable");
+                assert_eq!(namespace_request(name), expected, "{name:?}");
+            }
+        }
     }
 }
