@@ -404,3 +404,41 @@ fn deeply_nested_json_is_rejected_with_the_reason() {
         assert!(message.contains("recursion limit exceeded"), "{message}");
     }
 }
+
+/// The deepest JSON the parser accepts (127 levels under the payload) runs through the
+/// policy's own recursion (the Helm merge of `values`, the writer) within the guest's
+/// 512 KiB stack: a pod under settings nested that deep is injected.
+#[test]
+fn settings_nested_to_the_parse_limit_are_merged() {
+    let runtime = policy();
+    let depth = 124; // payload, settings, values, then the chain: 127 levels
+    let mut nested = json!("leaf");
+    for _ in 0..depth {
+        nested = json!({"k": nested});
+    }
+    let settings = json!({"values": {"deep": nested}});
+    let r = runtime
+        .admission_response(
+            &pod_request(app_pod(json!({"name": "app", "image": "a"}))),
+            &settings,
+            &labelled(),
+        )
+        .unwrap();
+    assert!(r.allowed && r.patch.is_some(), "{r:?}");
+    let mut deeper = json!({"values": {"deep": nested}});
+    for _ in 0..2 {
+        deeper = json!({"values": {"deep": deeper}});
+    }
+    let r = runtime
+        .admission_response(
+            &pod_request(app_pod(json!({"name": "app", "image": "a"}))),
+            &deeper,
+            &labelled(),
+        )
+        .unwrap();
+    let message = r.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(
+        !r.allowed && message.contains("recursion limit exceeded"),
+        "{message}"
+    );
+}
