@@ -119,6 +119,10 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         native: native_mode(&annotations, ctx.settings),
         traffic,
         default_resources: &effective.proxy_resources,
+        proxy_config_env: match pod_mesh {
+            Cow::Borrowed(_) => Some(&effective.proxy_config_env),
+            Cow::Owned(_) => None,
+        },
     };
     let tpl = template::render(&render)?;
     let (native, hold) = (render.native, render.hold_application());

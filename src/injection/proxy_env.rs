@@ -130,7 +130,11 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
     env.push(field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"));
     env.push(field_env("HOST_IP", "status.hostIP"));
     env.push(resource_env("ISTIO_CPU_LIMIT", "limits.cpu"));
-    env.push(value_env("PROXY_CONFIG", proxy_config_env(r.pc())));
+    let proxy_config = match r.proxy_config_env {
+        Some(text) => text.to_string(),
+        None => proxy_config_env(r.pc()),
+    };
+    env.push(value_env("PROXY_CONFIG", proxy_config));
     env.push(value_env("ISTIO_META_POD_PORTS", pod_ports(r)));
     env.push(value_env(
         "ISTIO_META_APP_CONTAINERS",

@@ -31,6 +31,9 @@ pub struct Render<'a> {
     pub traffic: &'a TrafficConfig,
     /// `values.global.proxy.resources`, canonical (or why it is not valid).
     pub default_resources: &'a Result<Value, String>,
+    /// `PROXY_CONFIG`'s value when the mesh config is the settings' own (no
+    /// `proxy.istio.io/config` annotation): computed once per settings.
+    pub proxy_config_env: Option<&'a str>,
 }
 
 impl Render<'_> {
@@ -49,7 +52,10 @@ impl Render<'_> {
 
     /// `annotation name <helm value at path>`.
     pub fn ann_or_value(&self, name: &str, path: &[&str]) -> String {
-        self.ann(name, &text_at(self.values, path))
+        match self.annotations.get(name) {
+            Some(v) => go_sprint(v),
+            None => text_at(self.values, path),
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {

@@ -156,6 +156,8 @@ pub struct Effective {
     pub proxy_resources: Result<Value, String>,
     /// Traffic capture of a pod without a `proxy.istio.io/config` annotation.
     pub traffic: TrafficConfig,
+    /// `PROXY_CONFIG` of a pod without that annotation.
+    pub proxy_config_env: String,
 }
 
 /// The settings an [`Effective`] depends on.
@@ -194,11 +196,14 @@ pub fn effective(settings: &Settings) -> Rc<Effective> {
         at(&values, &["global", "proxy", "resources"]).unwrap_or(&Value::Null),
     );
     let traffic = TrafficConfig::from_settings(&values, &mesh);
+    let proxy_config_env =
+        super::proxy_config::proxy_config_env(super::proxy_config::proxy_config(&mesh));
     let out = Rc::new(Effective {
         values,
         mesh,
         proxy_resources,
         traffic,
+        proxy_config_env,
     });
     let key = EffectiveKey {
         revision: settings.revision.clone(),
