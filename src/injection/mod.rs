@@ -100,12 +100,17 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     let view_annotations = meta_map(&view, "annotations");
     let view_labels = meta_map(&view, "labels");
     let workload = workload::workload_of(&pod, ctx.namespace);
+    // Without a `proxy.istio.io/config` annotation the mesh config is the settings' own, and
+    // so are the traffic capture and `PROXY_CONFIG` derived from it (computed once).
     let annotated;
-    let traffic = match &pod_mesh {
-        Cow::Borrowed(_) => &effective.traffic,
+    let (traffic, proxy_config_env) = match &pod_mesh {
+        Cow::Borrowed(_) => (
+            &effective.traffic,
+            Some(effective.proxy_config_env.as_str()),
+        ),
         Cow::Owned(m) => {
             annotated = TrafficConfig::from_settings(values, m);
-            &annotated
+            (&annotated, None)
         }
     };
     let render = template::Render {
@@ -119,10 +124,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         native: native_mode(&annotations, ctx.settings),
         traffic,
         default_resources: &effective.proxy_resources,
-        proxy_config_env: match pod_mesh {
-            Cow::Borrowed(_) => Some(&effective.proxy_config_env),
-            Cow::Owned(_) => None,
-        },
+        proxy_config_env,
     };
     let tpl = template::render(&render)?;
     let (native, hold) = (render.native, render.hold_application());
