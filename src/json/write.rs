@@ -75,18 +75,36 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Whether any byte of `bytes` must be escaped: eight at a time, then the tail.
+/// Whether any byte of `bytes` must be escaped: eight at a time, the tail as the last
+/// eight bytes (overlapping the words already tested), a string of four to seven bytes as
+/// its first and last four. No byte-by-byte loop but for strings of up to three bytes:
+/// most strings of a pod are keys and short values.
 #[inline]
 fn needs_escaping(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
+    let n = bytes.len();
+    if n < 8 {
+        if n < 4 {
+            return bytes.iter().any(|&b| needs_escape(b));
+        }
+        let (mut lo, mut hi) = ([0u8; 4], [0u8; 4]);
+        lo.copy_from_slice(&bytes[..4]);
+        hi.copy_from_slice(&bytes[n - 4..]);
+        let word = u64::from(u32::from_le_bytes(lo)) | (u64::from(u32::from_le_bytes(hi)) << 32);
+        return any_needs_escape(word);
+    }
+    let word_at = |i: usize| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        if any_needs_escape(u64::from_le_bytes(w)) {
+        w.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        if any_needs_escape(word_at(i)) {
             return true;
         }
+        i += 8;
     }
-    words.remainder().iter().any(|&b| needs_escape(b))
+    i < n && any_needs_escape(word_at(n - 8))
 }
 
 /// The escaping path: runs between escapes copied whole, found eight bytes at a time (the
