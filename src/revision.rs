@@ -299,14 +299,17 @@ pub fn decide(
         };
     };
     let (inject, step, why) = inject_required(settings, &input);
-    let selected = format!(
-        "selected by webhook {} of revision {revision}",
-        webhook.name
-    );
+    let selected = [
+        "selected by webhook ",
+        &webhook.name,
+        " of revision ",
+        &revision,
+    ]
+    .concat();
     Decision {
         inject,
         rule: step.map_or_else(|| webhook.name.clone(), str::to_string),
-        reason: format!("{selected}; {why}"),
+        reason: [selected.as_str(), "; ", &why].concat(),
         warnings,
         revision,
         webhook: Some(webhook.name),

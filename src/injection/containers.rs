@@ -181,31 +181,33 @@ fn proxy_args(r: &Render) -> Vec<String> {
         "proxy".to_string(),
         "sidecar".into(),
         "--domain".into(),
-        format!(
-            "$(POD_NAMESPACE).svc.{}",
-            text_at(v, &["global", "proxy", "clusterDomain"])
-        ),
-        format!(
-            "--proxyLogLevel={}",
-            r.ann_or_value(LOG_LEVEL, &["global", "proxy", "logLevel"])
-        ),
-        format!(
-            "--proxyComponentLogLevel={}",
-            r.ann_or_value(
+        // Joined with `concat`, not `format!` (core::fmt is slow for plain text).
+        [
+            "$(POD_NAMESPACE).svc.",
+            &text_at(v, &["global", "proxy", "clusterDomain"]),
+        ]
+        .concat(),
+        [
+            "--proxyLogLevel=",
+            &r.ann_or_value(LOG_LEVEL, &["global", "proxy", "logLevel"]),
+        ]
+        .concat(),
+        [
+            "--proxyComponentLogLevel=",
+            &r.ann_or_value(
                 COMPONENT_LOG_LEVEL,
-                &["global", "proxy", "componentLogLevel"]
-            )
-        ),
-        format!(
-            "--log_output_level={}",
-            r.ann_or_value(AGENT_LOG_LEVEL, &["global", "logging", "level"])
-        ),
+                &["global", "proxy", "componentLogLevel"],
+            ),
+        ]
+        .concat(),
+        [
+            "--log_output_level=",
+            &r.ann_or_value(AGENT_LOG_LEVEL, &["global", "logging", "level"]),
+        ]
+        .concat(),
     ];
     if truthy_at(v, &["global", "sts", "servicePort"]) {
-        args.push(format!(
-            "--stsPort={}",
-            text_at(v, &["global", "sts", "servicePort"])
-        ));
+        args.push(["--stsPort=", &text_at(v, &["global", "sts", "servicePort"])].concat());
     }
     if truthy_at(v, &["global", "logAsJson"]) {
         args.push("--log_as_json".into());
@@ -225,7 +227,7 @@ fn lifecycle(r: &Render) -> Option<Value> {
     }
     if r.native {
         return Some(value!({"preStop": {"exec": {"command": [
-            "pilot-agent", "request", (format!("--debug-port={}", r.status_port())), "POST", "drain"
+            "pilot-agent", "request", (["--debug-port=", &r.status_port()].concat()), "POST", "drain"
         ]}}}));
     }
     if r.hold_application() {

@@ -102,7 +102,7 @@ impl Render<'_> {
     pub fn hub_image(&self, name: &str, image_type: &str) -> String {
         let hub = str_at(self.values, &["global", "hub"]).unwrap_or("");
         let tag = text_at(self.values, &["global", "tag"]);
-        format!("{hub}/{name}:{}", with_image_type(&tag, image_type))
+        [hub, "/", name, ":", &with_image_type(&tag, image_type)].concat()
     }
 }
 

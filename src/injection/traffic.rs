@@ -274,10 +274,13 @@ pub fn init_args(pod: &Value, cfg: &TrafficConfig) -> Result<Vec<String>, Inject
             args.push(v);
         }
     }
-    args.push(format!(
-        "--log_output_level={}",
-        annotation_or(&annotations, AGENT_LOG_LEVEL, &cfg.log_level)
-    ));
+    args.push(
+        [
+            "--log_output_level=",
+            &annotation_or(&annotations, AGENT_LOG_LEVEL, &cfg.log_level),
+        ]
+        .concat(),
+    );
     if cfg.log_as_json {
         args.push("--log_as_json".into());
     }

@@ -33,13 +33,19 @@ impl Workload {
         } else {
             &self.namespace
         };
-        Some(format!(
-            "kubernetes://apis/{}/namespaces/{}/{}s/{}",
-            self.api_version,
-            ns,
-            self.kind.to_ascii_lowercase(),
-            self.name
-        ))
+        Some(
+            [
+                "kubernetes://apis/",
+                &self.api_version,
+                "/namespaces/",
+                ns,
+                "/",
+                &self.kind.to_ascii_lowercase(),
+                "s/",
+                &self.name,
+            ]
+            .concat(),
+        )
     }
 }
 
@@ -93,7 +99,7 @@ pub fn workload_of(pod: &Value, namespace: &str) -> Workload {
     w.name = text("name");
     let hash = label("pod-template-hash");
     if w.kind == "ReplicaSet" && !hash.is_empty() {
-        if let Some(deploy) = w.name.strip_suffix(&format!("-{hash}")) {
+        if let Some(deploy) = w.name.strip_suffix(hash).and_then(|n| n.strip_suffix('-')) {
             w.name = deploy.to_string();
             w.kind = "Deployment".into();
         }
