@@ -2,8 +2,11 @@
 //! `cargo fuzz` target (`fuzz/`, native [`crate::admission::evaluate`]) and `revinject fuzz`
 //! (through `policy.wasm`). Not compiled into the wasm policy.
 //!
-//! Randomness comes from an [`Entropy`]: a seeded [`SplitMix`] for reproducible runs, or
-//! [`ByteEntropy`] over libFuzzer's input so coverage guidance steers the structure.
+//! Randomness comes from an [`Entropy`](crate::testgen::Entropy): a seeded
+//! [`SplitMix`](crate::testgen::SplitMix) for reproducible runs, or
+//! [`ByteEntropy`](crate::testgen::ByteEntropy) over libFuzzer's input so coverage guidance
+//! steers the structure. (Full paths: `lib.rs` documents the module too, and rustdoc
+//! resolves the joined text from the crate root.)
 
 use serde_json::{json, Map, Value};
 
