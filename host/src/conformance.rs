@@ -58,7 +58,7 @@ pub struct ConformanceArgs {
     /// Cases allowed to fail: one name per line, then ` # reason`.
     #[arg(long, default_value = KNOWN_FAILURES_FILE)]
     pub known_failures: PathBuf,
-    /// Write each compared pair, normalized, to DIR/<case>[.<n>].{expected,actual}.json.
+    /// Write each compared pair, normalized, to `DIR/<case>[.<n>].{expected,actual}.json`.
     #[arg(long, value_name = "DIR")]
     pub dump: Option<PathBuf>,
 }

@@ -8,7 +8,7 @@
 //! `policy.wasm` with that revision's settings, each seeing the previous one's output. The pod
 //! runs on the revision its injected `istio.io/rev` annotation names.
 //!
-//! After every step the state is checked for flags ([`FlagKind`]) and against the step's
+//! After every step the state is checked for flags ([`FlagKind`](crate::scenario::FlagKind)) and against the step's
 //! `expect` block; a flag the scenario does not expect, or a failed expectation, fails it.
 
 use anyhow::{anyhow, bail, Context as _};

@@ -4,7 +4,7 @@
 //! is evaluated in two modes: `warm` (one instance reused, as `kwctl bench`) and `fresh` (a new
 //! instance per request from the pre-instantiated module, as policy-server does), each in two
 //! scopes: `end-to-end` (serialize the ValidationRequest, the guest call, the JSONPatch diff
-//! and base64: [`PolicyRuntime::admission_response`]) and `guest` (the waPC call alone).
+//! and base64: [`PolicyRuntime::admission_response`](crate::runtime::PolicyRuntime::admission_response)) and `guest` (the waPC call alone).
 //! `--threads N` runs N workers, each with its own instance, sharing one compiled module.
 //!
 //! The engine uses wasmtime's pooling allocator by default, so a fresh instance reuses a
