@@ -15,7 +15,7 @@ mod write;
 pub(crate) use build::value;
 pub use build::{put, ToValue};
 
-pub use write::{into_text, to_text, write_str, write_value};
+pub use write::{into_text, write_str, write_value};
 
 use serde_json::Value;
 

@@ -45,15 +45,6 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// `v`'s compact JSON text, the same as `v.to_string()` (serde_json's `Display`), without
-/// going through `core::fmt` and an `io::Write` adapter per call.
-pub fn to_text(v: &Value) -> String {
-    let mut out = Vec::new();
-    // Writing to a `Vec` cannot fail.
-    let _ = write_value(&mut out, v);
-    into_text(out)
-}
-
 /// JSON text written with this module as a `String`. Every byte the writers emit comes from
 /// a `&str` or is ASCII, so the check cannot fail; it is kept rather than `unsafe`.
 pub fn into_text(bytes: Vec<u8>) -> String {
