@@ -8,10 +8,10 @@ use serde_json::{Map, Value};
 use super::annotations::{
     AGENT_LOG_LEVEL, READINESS_FAILURE_THRESHOLD, READINESS_INITIAL_DELAY, READINESS_PERIOD,
 };
+use super::helm::Key;
 use super::proxy_config::proxy_metadata;
 use super::proxy_env::{env_list, proxy_env};
 use super::template::Render;
-use super::values::{at, str_at, text_at, truthy_at};
 use super::{resources, traffic, volumes, InjectError};
 
 const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
@@ -24,11 +24,13 @@ const CAP_NET_BIND_SERVICE: &str = "sidecar.istio.io/capNetBindService";
 /// `istio-proxy`'s image: the annotation or `global.proxy.image` when it is a full reference,
 /// else `<hub>/<global.proxy.image>:<tag>[-<imageType>]` (`ProxyImage`).
 fn proxy_image(r: &Render) -> String {
-    let name = r.ann_or_value(PROXY_IMAGE, &["global", "proxy", "image"]);
+    let name = r.ann_or_value(PROXY_IMAGE, Key::ProxyImage);
     if name.contains('/') {
         return name;
     }
-    let mut image = str_at(r.values, &["global", "proxy", "image"])
+    let mut image = r
+        .helm
+        .str(Key::ProxyImage)
         .filter(|s| !s.is_empty())
         .unwrap_or("proxyv2")
         .to_string();
@@ -55,11 +57,13 @@ fn image_type(r: &Render) -> String {
 /// The init containers' image: the annotation or `global.proxy_init.image` when it is a full
 /// reference, else `<hub>/<global.proxy_init.image>:<tag>`.
 fn init_image(r: &Render) -> String {
-    let name = r.ann_or_value(PROXY_IMAGE, &["global", "proxy_init", "image"]);
+    let name = r.ann_or_value(PROXY_IMAGE, Key::InitImage);
     if name.contains('/') {
         return name;
     }
-    let image = str_at(r.values, &["global", "proxy_init", "image"])
+    let image = r
+        .helm
+        .str(Key::InitImage)
         .filter(|s| !s.is_empty())
         .unwrap_or("proxyv2");
     r.hub_image(image, &image_type(r))
@@ -67,7 +71,7 @@ fn init_image(r: &Render) -> String {
 
 /// `imagePullPolicy`, only when the helm value sets one.
 fn pull_policy(r: &Render, c: &mut Map<String, Value>) {
-    if let Some(p) = str_at(r.values, &["global", "imagePullPolicy"]).filter(|s| !s.is_empty()) {
+    if let Some(p) = r.helm.str(Key::ImagePullPolicy).filter(|s| !s.is_empty()) {
         put(c, "imagePullPolicy", value!(p));
     }
 }
@@ -79,16 +83,14 @@ fn resources_of(r: &Render) -> Result<Value, InjectError> {
             .clone()
             .map_err(|e| InjectError(format!("invalid values.global.proxy.resources: {e}")));
     }
-    let values = at(r.values, &["global", "proxy", "resources"])
-        .cloned()
-        .unwrap_or(Value::Null);
+    let values = r.helm.get(Key::Resources).cloned().unwrap_or(Value::Null);
     resources::proxy_resources(&values, r.annotations)
 }
 
 /// `istio-init`, or `istio-validation` when CNI sets up the redirection.
 pub fn init_container(r: &Render) -> Result<Value, InjectError> {
     let cni = r.cni();
-    let privileged = truthy_at(r.values, &["global", "proxy", "privileged"]);
+    let privileged = r.helm.truthy(Key::Privileged);
     let mut c = Map::new();
     put(
         &mut c,
@@ -137,7 +139,7 @@ pub fn init_container(r: &Render) -> Result<Value, InjectError> {
 }
 
 fn core_dump_enabled(r: &Render) -> bool {
-    r.ann_or_value(ENABLE_CORE_DUMP, &["global", "proxy", "enableCoreDump"]) == "true"
+    r.ann_or_value(ENABLE_CORE_DUMP, Key::EnableCoreDump) == "true"
 }
 
 /// `enable-core-dump`, when the annotation or helm value asks for it.
@@ -176,53 +178,46 @@ pub fn core_dump_container(r: &Render) -> Result<Option<Value>, InjectError> {
 }
 
 fn proxy_args(r: &Render) -> Vec<String> {
-    let v = r.values;
+    let h = r.helm;
     let mut args = vec![
         "proxy".to_string(),
         "sidecar".into(),
         "--domain".into(),
         // Joined with `concat`, not `format!` (core::fmt is slow for plain text).
-        [
-            "$(POD_NAMESPACE).svc.",
-            &text_at(v, &["global", "proxy", "clusterDomain"]),
-        ]
-        .concat(),
+        ["$(POD_NAMESPACE).svc.", &h.text(Key::ClusterDomain)].concat(),
         [
             "--proxyLogLevel=",
-            &r.ann_or_value(LOG_LEVEL, &["global", "proxy", "logLevel"]),
+            &r.ann_or_value(LOG_LEVEL, Key::LogLevel),
         ]
         .concat(),
         [
             "--proxyComponentLogLevel=",
-            &r.ann_or_value(
-                COMPONENT_LOG_LEVEL,
-                &["global", "proxy", "componentLogLevel"],
-            ),
+            &r.ann_or_value(COMPONENT_LOG_LEVEL, Key::ComponentLogLevel),
         ]
         .concat(),
         [
             "--log_output_level=",
-            &r.ann_or_value(AGENT_LOG_LEVEL, &["global", "logging", "level"]),
+            &r.ann_or_value(AGENT_LOG_LEVEL, Key::LoggingLevel),
         ]
         .concat(),
     ];
-    if truthy_at(v, &["global", "sts", "servicePort"]) {
-        args.push(["--stsPort=", &text_at(v, &["global", "sts", "servicePort"])].concat());
+    if h.truthy(Key::StsPort) {
+        args.push(["--stsPort=", &h.text(Key::StsPort)].concat());
     }
-    if truthy_at(v, &["global", "logAsJson"]) {
+    if h.truthy(Key::LogAsJson) {
         args.push("--log_as_json".into());
     }
     args
 }
 
 /// A probe integer from an annotation or helm value (validated earlier; bad text becomes 0).
-fn probe_int(r: &Render, annotation: &str, key: &str) -> i64 {
-    let text = r.ann_or_value(annotation, &["global", "proxy", key]);
+fn probe_int(r: &Render, annotation: &str, key: Key) -> i64 {
+    let text = r.ann_or_value(annotation, key);
     text.trim().parse().unwrap_or(0)
 }
 
 fn lifecycle(r: &Render) -> Option<Value> {
-    if let Some(l) = at(r.values, &["global", "proxy", "lifecycle"]).filter(|l| truthy(l)) {
+    if let Some(l) = r.helm.get(Key::Lifecycle).filter(|l| truthy(l)) {
         return Some(l.clone());
     }
     if r.native {
@@ -245,13 +240,10 @@ fn truthy(v: &Value) -> bool {
 }
 
 fn proxy_security_context(r: &Render) -> Value {
-    let privileged = truthy_at(r.values, &["global", "proxy", "privileged"]);
+    let privileged = r.helm.truthy(Key::Privileged);
     let read_only = !super::containers::core_dump_enabled(r);
     let tproxy = r.interception_mode() == "TPROXY";
-    let bind = r.ann(
-        CAP_NET_BIND_SERVICE,
-        &text_at(r.values, &["global", "proxy", "capNetBindService"]),
-    ) == "true";
+    let bind = r.ann(CAP_NET_BIND_SERVICE, &r.helm.text(Key::CapNetBindService)) == "true";
     let trace = r
         .pc()
         .at(&["proxyMetadata", "IPTABLES_TRACE_LOGGING"])
@@ -314,19 +306,18 @@ pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
             "readinessProbe",
             value!({
                 "httpGet": {"path": "/healthz/ready", "port": 15021},
-                "initialDelaySeconds": (probe_int(r, READINESS_INITIAL_DELAY, "readinessInitialDelaySeconds")),
-                "periodSeconds": (probe_int(r, READINESS_PERIOD, "readinessPeriodSeconds")),
+                "initialDelaySeconds": (probe_int(r, READINESS_INITIAL_DELAY, Key::ReadinessInitialDelay)),
+                "periodSeconds": (probe_int(r, READINESS_PERIOD, Key::ReadinessPeriod)),
                 "timeoutSeconds": 3,
-                "failureThreshold": (probe_int(r, READINESS_FAILURE_THRESHOLD, "readinessFailureThreshold")),
+                "failureThreshold": (probe_int(r, READINESS_FAILURE_THRESHOLD, Key::ReadinessFailureThreshold)),
             }),
         );
-        if truthy_at(r.values, &["global", "proxy", "startupProbe", "enabled"]) {
-            let threshold = at(
-                r.values,
-                &["global", "proxy", "startupProbe", "failureThreshold"],
-            )
-            .and_then(Value::as_i64)
-            .unwrap_or(600);
+        if r.helm.truthy(Key::StartupProbeEnabled) {
+            let threshold = r
+                .helm
+                .get(Key::StartupProbeFailureThreshold)
+                .and_then(Value::as_i64)
+                .unwrap_or(600);
             put(
                 &mut c,
                 "startupProbe",

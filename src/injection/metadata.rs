@@ -6,11 +6,11 @@ use crate::json::{self, put, value};
 use serde_json::{Map, Value};
 
 use super::annotations::PROMETHEUS_MERGE_METRICS;
+use super::helm::Key;
 use super::proxy_config::ordered_json;
 use super::proxy_env::go_json_text;
 use super::template::Render;
 use super::traffic;
-use super::values::str_at;
 
 pub const REV: &str = "istio.io/rev";
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
@@ -97,7 +97,7 @@ pub fn template_annotations(r: &Render) -> Value {
         }
     }
     if r.cni() {
-        let provider = str_at(r.values, &["pilot", "cni", "provider"]).unwrap_or("default");
+        let provider = r.helm.str(Key::CniProvider).unwrap_or("default");
         if provider == "multus" {
             let existing = r.ann(MULTUS_NETWORKS, "");
             a.insert(

@@ -8,6 +8,7 @@
 
 pub mod annotations;
 pub mod containers;
+pub mod helm;
 pub mod metadata;
 pub mod override_policy;
 pub mod overrides;
@@ -30,6 +31,7 @@ use std::borrow::Cow;
 
 use crate::settings::Settings;
 use annotations::SIDECAR_STATUS;
+use helm::{Helm, Key};
 use reinject::meta_map;
 use traffic::{go_sprint, TrafficConfig};
 
@@ -89,7 +91,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     let annotations = meta_map(&pod, "annotations");
     annotations::validate(&annotations)?;
     let effective = values::effective(ctx.settings);
-    let (values, mesh) = (&effective.values, &effective.mesh);
+    let (helm, mesh) = (&effective.helm, &effective.mesh);
     let pod_mesh = proxy_config::apply_pod_proxy_config(mesh, &annotations)?;
     let status_port = mesh
         .at(&["defaultConfig", "statusPort"])
@@ -109,12 +111,12 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
             Some(effective.proxy_config_env.as_str()),
         ),
         Cow::Owned(m) => {
-            annotated = TrafficConfig::from_settings(values, m);
+            annotated = TrafficConfig::from_settings(helm, m);
             (&annotated, None)
         }
     };
     let render = template::Render {
-        values,
+        helm,
         mesh: &pod_mesh,
         pod: &view,
         annotations: &view_annotations,
@@ -143,9 +145,9 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     overrides::strategic_merge_into(&mut out, tpl, overrides::Ty::Struct("Pod"));
     overrides::reapply_overrides(&mut out, &original, &rendered, tproxy)?;
 
-    let network = apply_cluster_env(&mut out, values, &meta_map(&original, "labels"));
+    let network = apply_cluster_env(&mut out, helm, &meta_map(&original, "labels"));
     apply_prometheus(&mut out, mesh, &status_port);
-    apply_probe_rewrite(&mut out, values, &status_port);
+    apply_probe_rewrite(&mut out, helm, &status_port);
     if let Some(ann) = meta_map_mut(&mut out, "annotations") {
         ann.insert(SIDECAR_STATUS.into(), Value::String(status));
     }
@@ -229,13 +231,9 @@ fn sidecar_mut(pod: &mut Value) -> Option<&mut Value> {
 
 /// Cluster ID and network set for the pod (`overwriteClusterInfo`): their env vars move to the
 /// end of the proxy env, sorted. Returns the network, which also becomes a pod label.
-fn apply_cluster_env(
-    pod: &mut Value,
-    values: &Value,
-    labels: &Map<String, Value>,
-) -> Option<String> {
-    let cluster = values::text_at(values, &["global", "multiCluster", "clusterName"]);
-    let mut network = values::text_at(values, &["global", "network"]);
+fn apply_cluster_env(pod: &mut Value, helm: &Helm, labels: &Map<String, Value>) -> Option<String> {
+    let cluster = helm.text(Key::ClusterName);
+    let mut network = helm.text(Key::Network);
     if let Some(n) = labels.get(NETWORK_LABEL).and_then(Value::as_str) {
         network = n.to_string();
     }
@@ -285,8 +283,8 @@ fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
 
 /// App probes redirected through the agent, their originals in `ISTIO_KUBE_APP_PROBERS`
 /// (merged with the ones a previous injection recorded).
-fn apply_probe_rewrite(pod: &mut Value, values: &Value, status_port: &str) {
-    let default = values::truthy_at(values, &["sidecarInjectorWebhook", "rewriteAppHTTPProbe"]);
+fn apply_probe_rewrite(pod: &mut Value, helm: &Helm, status_port: &str) {
+    let default = helm.truthy(Key::RewriteAppHttpProbe);
     let port: u16 = status_port.parse().unwrap_or(15020);
     probes::rewrite_probes(pod, port, default);
 }

@@ -5,9 +5,10 @@ use crate::json::value;
 use crate::json::Path;
 use serde_json::Value;
 
+use super::helm::Key;
 use super::proxy_config::{ordered_json, proxy_config_env, proxy_metadata};
 use super::template::Render;
-use super::values::{str_at, text_at};
+use super::values::str_at;
 
 const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
 
@@ -96,7 +97,7 @@ pub fn go_json_text(s: &str) -> String {
 
 /// The `istio-proxy` env, in template order.
 pub fn proxy_env(r: &Render) -> Vec<Value> {
-    let v = r.values;
+    let h = r.helm;
     let mut env = Vec::new();
     if str_at(r.mesh, &["inboundTrafficPolicy", "mode"]) == Some("LOCALHOST") {
         env.push(value_env(
@@ -106,21 +107,18 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
     }
     env.push(value_env(
         "PILOT_CERT_PROVIDER",
-        text_at(v, &["global", "pilotCertProvider"]),
+        h.text(Key::PilotCertProvider),
     ));
-    let ca_addr = match text_at(v, &["global", "caAddress"]) {
+    let ca_addr = match h.text(Key::CaAddress) {
         s if !s.is_empty() => s,
         _ => {
-            let rev = text_at(v, &["revision"]);
+            let rev = h.text(Key::Revision);
             let suffix = if rev.is_empty() {
                 String::new()
             } else {
                 format!("-{rev}")
             };
-            format!(
-                "istiod{suffix}.{}.svc:15012",
-                text_at(v, &["global", "istioNamespace"])
-            )
+            format!("istiod{suffix}.{}.svc:15012", h.text(Key::IstioNamespace))
         }
     };
     env.push(value_env("CA_ADDR", ca_addr));
@@ -141,7 +139,7 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
         r.app_containers().join(","),
     ));
     env.push(resource_env("GOMEMLIMIT", "limits.memory"));
-    let cluster = match text_at(v, &["global", "multiCluster", "clusterName"]) {
+    let cluster = match h.text(Key::ClusterName) {
         s if s.is_empty() => "Kubernetes".to_string(),
         s => s,
     };
@@ -151,7 +149,7 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
         "ISTIO_META_INTERCEPTION_MODE",
         r.interception_mode(),
     ));
-    let network = text_at(v, &["global", "network"]);
+    let network = h.text(Key::Network);
     if !network.is_empty() {
         env.push(value_env("ISTIO_META_NETWORK", network));
     }
@@ -172,9 +170,9 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
     }
     let trust_domain = match str_at(r.mesh, &["trustDomain"]).filter(|s| !s.is_empty()) {
         Some(t) => t.to_string(),
-        None => text_at(v, &["global", "trustDomain"]),
+        None => h.text(Key::TrustDomain),
     };
-    let mesh_id = match text_at(v, &["global", "meshID"]) {
+    let mesh_id = match h.text(Key::MeshId) {
         s if !s.is_empty() => s,
         _ => trust_domain.clone(),
     };

@@ -6,9 +6,9 @@ use crate::json::{put, value};
 use serde_json::{Map, Value};
 
 use super::containers;
+use super::helm::{Helm, Key};
 use super::metadata;
 use super::traffic::{self, go_sprint, TrafficConfig};
-use super::values::{str_at, text_at, truthy_at};
 use super::volumes;
 use super::workload::Workload;
 use super::InjectError;
@@ -16,7 +16,7 @@ use super::InjectError;
 /// The template's inputs (Istio's `SidecarTemplateData`).
 pub struct Render<'a> {
     /// Effective helm values.
-    pub values: &'a Value,
+    pub helm: &'a Helm,
     /// Effective MeshConfig, with the pod's `proxy.istio.io/config` applied.
     pub mesh: &'a Value,
     /// The pod as the template sees it: previous injection stripped, overrides re-inserted.
@@ -51,10 +51,10 @@ impl Render<'_> {
     }
 
     /// `annotation name <helm value at path>`.
-    pub fn ann_or_value(&self, name: &str, path: &[&str]) -> String {
+    pub fn ann_or_value(&self, name: &str, key: Key) -> String {
         match self.annotations.get(name) {
             Some(v) => go_sprint(v),
-            None => text_at(self.values, path),
+            None => self.helm.text(key),
         }
     }
 
@@ -76,11 +76,7 @@ impl Render<'_> {
 
     /// `holdApplicationUntilProxyStarts` from the ProxyConfig or the helm values.
     pub fn hold_application(&self) -> bool {
-        super::proxy_config::hold_application(self.pc())
-            || truthy_at(
-                self.values,
-                &["global", "proxy", "holdApplicationUntilProxyStarts"],
-            )
+        super::proxy_config::hold_application(self.pc()) || self.helm.truthy(Key::HoldApplication)
     }
 
     /// The pod's app containers (every container but istio-proxy), by name.
@@ -100,8 +96,8 @@ impl Render<'_> {
 
     /// Image built from the helm hub and tag (`imageURL`), with an image type suffix.
     pub fn hub_image(&self, name: &str, image_type: &str) -> String {
-        let hub = str_at(self.values, &["global", "hub"]).unwrap_or("");
-        let tag = text_at(self.values, &["global", "tag"]);
+        let hub = self.helm.str(Key::Hub).unwrap_or("");
+        let tag = self.helm.text(Key::Tag);
         [hub, "/", name, ":", &with_image_type(&tag, image_type)].concat()
     }
 }
@@ -149,7 +145,7 @@ pub fn render(r: &Render) -> Result<Value, InjectError> {
         put(&mut spec, "containers", Value::Array(containers));
     }
     put(&mut spec, "volumes", Value::Array(volumes::volumes(r)?));
-    let secrets = image_pull_secrets(r.values);
+    let secrets = image_pull_secrets(r.helm);
     if !secrets.is_empty() {
         put(&mut spec, "imagePullSecrets", Value::Array(secrets));
     }
@@ -164,9 +160,8 @@ pub fn render(r: &Render) -> Result<Value, InjectError> {
 }
 
 /// `values.global.imagePullSecrets` as LocalObjectReferences.
-fn image_pull_secrets(values: &Value) -> Vec<Value> {
-    values
-        .at(&["global", "imagePullSecrets"])
+fn image_pull_secrets(helm: &Helm) -> Vec<Value> {
+    helm.get(Key::ImagePullSecrets)
         .and_then(Value::as_array)
         .map(|l| {
             l.iter()

@@ -13,6 +13,7 @@ use super::annotations::{
     INCLUDE_OUTBOUND_PORTS, INTERCEPTION_MODE, KUBEVIRT_INTERFACES, REROUTE_VIRTUAL_INTERFACES,
     STATUS_PORT,
 };
+use super::helm::{Helm, Key};
 use super::InjectError;
 
 /// The values / meshConfig inputs of traffic capture (Istio chart defaults in `Default`).
@@ -78,14 +79,10 @@ impl Default for TrafficConfig {
 impl TrafficConfig {
     /// Read the inputs from effective helm `values` and `meshConfig` (whose `defaultConfig` is the
     /// pod's effective ProxyConfig). Keys that are absent keep the chart default.
-    pub fn from_settings(values: &Value, mesh: &Value) -> TrafficConfig {
+    pub fn from_settings(helm: &Helm, mesh: &Value) -> TrafficConfig {
         let d = TrafficConfig::default();
-        let proxy = |key: &str, default: String| {
-            lookup(values, &["global", "proxy", key])
-                .map(go_sprint)
-                .unwrap_or(default)
-        };
-        let flag = |path: &[&str]| lookup(values, path).is_some_and(truthy);
+        let proxy = |key: Key, default: String| helm.get(key).map(go_sprint).unwrap_or(default);
+        let flag = |key: Key| helm.truthy(key);
         let port = |key: &str| lookup(mesh, &[key]).and_then(Value::as_u64).unwrap_or(0) as u32;
         TrafficConfig {
             proxy_listen_port: port("proxyListenPort"),
@@ -95,20 +92,18 @@ impl TrafficConfig {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .unwrap_or(d.interception_mode),
-            include_ip_ranges: proxy("includeIPRanges", d.include_ip_ranges),
-            exclude_ip_ranges: proxy("excludeIPRanges", d.exclude_ip_ranges),
-            include_inbound_ports: proxy("includeInboundPorts", d.include_inbound_ports),
-            exclude_inbound_ports: proxy("excludeInboundPorts", d.exclude_inbound_ports),
-            include_outbound_ports: proxy("includeOutboundPorts", d.include_outbound_ports),
-            exclude_outbound_ports: proxy("excludeOutboundPorts", d.exclude_outbound_ports),
-            status_port: proxy("statusPort", d.status_port),
-            log_level: lookup(values, &["global", "logging", "level"])
-                .map(go_sprint)
-                .unwrap_or(d.log_level),
-            log_as_json: flag(&["global", "logAsJson"]),
-            cni_enabled: flag(&["pilot", "cni", "enabled"]),
-            force_apply_iptables: flag(&["global", "proxy_init", "forceApplyIptables"]),
-            native_nftables: flag(&["global", "nativeNftables"]),
+            include_ip_ranges: proxy(Key::IncludeIpRanges, d.include_ip_ranges),
+            exclude_ip_ranges: proxy(Key::ExcludeIpRanges, d.exclude_ip_ranges),
+            include_inbound_ports: proxy(Key::IncludeInboundPorts, d.include_inbound_ports),
+            exclude_inbound_ports: proxy(Key::ExcludeInboundPorts, d.exclude_inbound_ports),
+            include_outbound_ports: proxy(Key::IncludeOutboundPorts, d.include_outbound_ports),
+            exclude_outbound_ports: proxy(Key::ExcludeOutboundPorts, d.exclude_outbound_ports),
+            status_port: proxy(Key::StatusPort, d.status_port),
+            log_level: proxy(Key::LoggingLevel, d.log_level),
+            log_as_json: flag(Key::LogAsJson),
+            cni_enabled: flag(Key::CniEnabled),
+            force_apply_iptables: flag(Key::ForceApplyIptables),
+            native_nftables: flag(Key::NativeNftables),
             proxy_uid: d.proxy_uid,
         }
     }
@@ -371,18 +366,6 @@ fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
-/// Go template truthiness of a helm value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
 /// `fmt.Sprint` of a scalar helm value (integers without a fraction, strings as is).
 pub fn go_sprint(v: &Value) -> String {
     match v {
@@ -401,6 +384,10 @@ pub fn go_sprint(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn helm(values: &Value) -> Helm {
+        Helm::new(values, "istio-system", "")
+    }
 
     fn pod(annotations: Value) -> Value {
         json!({"metadata": {"annotations": annotations}, "spec": {}})
@@ -432,7 +419,7 @@ mod tests {
             "excludeInboundPorts": "4,5,6",
             "statusPort": 0
         }}});
-        let cfg = TrafficConfig::from_settings(&values, &json!({}));
+        let cfg = TrafficConfig::from_settings(&helm(&values), &json!({}));
         assert_eq!(
             args(&json!({}), &cfg),
             "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i 127.0.0.1/24,10.96.0.1/24 \
@@ -464,7 +451,7 @@ mod tests {
     #[test]
     fn interfaces_and_status_port_annotations() {
         let values = json!({"global": {"proxy": {"statusPort": 123}}});
-        let cfg = TrafficConfig::from_settings(&values, &json!({}));
+        let cfg = TrafficConfig::from_settings(&helm(&values), &json!({}));
         let p = pod(json!({KUBEVIRT_INTERFACES: "net1"}));
         assert_eq!(
             args(&p, &cfg),
@@ -487,7 +474,7 @@ mod tests {
         assert!(args(&p, &TrafficConfig::default())
             .contains("-d 15090,15021,15020 -q 80 -o 8080,9090 --log"));
         let values = json!({"global": {"proxy": {"excludeOutboundPorts": "25"}}});
-        let cfg = TrafficConfig::from_settings(&values, &json!({}));
+        let cfg = TrafficConfig::from_settings(&helm(&values), &json!({}));
         assert!(args(&json!({}), &cfg).contains("-d 15090,15021,15020 -o 25 --log"));
         // An empty annotation still wins over the value and still emits the flag.
         let p = pod(json!({EXCLUDE_OUTBOUND_PORTS: ""}));
@@ -500,7 +487,7 @@ mod tests {
         let mesh =
             json!({"defaultConfig": {"interceptionMode": "TPROXY"}, "proxyListenPort": 15101});
         let values = json!({"pilot": {"cni": {"enabled": true}}, "global": {"logAsJson": true, "logging": {"level": "default:debug"}}});
-        let mut cfg = TrafficConfig::from_settings(&values, &mesh);
+        let mut cfg = TrafficConfig::from_settings(&helm(&values), &mesh);
         cfg.proxy_uid = 1000;
         assert_eq!(
             args(&json!({}), &cfg),
@@ -512,14 +499,16 @@ mod tests {
         assert!(args(&p, &cfg).contains("--log_output_level=all:warn"));
         let values =
             json!({"global": {"proxy_init": {"forceApplyIptables": true}, "nativeNftables": true}});
-        let cfg = TrafficConfig::from_settings(&values, &json!({}));
+        let cfg = TrafficConfig::from_settings(&helm(&values), &json!({}));
         assert!(args(&json!({}), &cfg).ends_with("default:info --force-apply --native-nftables"));
     }
 
     #[test]
     fn cni_annotations_match_hello_cni_golden() {
-        let cfg =
-            TrafficConfig::from_settings(&json!({"pilot": {"cni": {"enabled": true}}}), &json!({}));
+        let cfg = TrafficConfig::from_settings(
+            &helm(&json!({"pilot": {"cni": {"enabled": true}}})),
+            &json!({}),
+        );
         let got = cni_annotations(&Map::new(), &cfg);
         let want: Vec<(String, String)> = [
             (INTERCEPTION_MODE, "REDIRECT"),

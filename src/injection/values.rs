@@ -1,20 +1,18 @@
-//! Istio's helm values and MeshConfig as the sidecar template sees them: the chart defaults
-//! deep-merged with the policy settings, Helm style (maps merge, scalars and lists replace,
-//! `null` deletes the key).
+//! What the sidecar template reads besides the pod, computed once per settings
+//! ([`Effective`]): the helm values (resolved per key in [`super::helm`]) and the MeshConfig,
+//! Istio's defaults deep-merged with the policy settings Helm style (maps merge, scalars and
+//! lists replace, `null` deletes the key).
 
-use crate::json::{put, value};
+use crate::json::value;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::helm::{go_truthy, layer, Helm, Key, Layer};
 use super::traffic::TrafficConfig;
 use crate::settings::Settings;
 
-/// Image registry used when the settings name none (the upstream release registry).
-pub const DEFAULT_HUB: &str = "docker.io/istio";
-/// Proxy image tag used when the settings name none. The conformance settings pin
-/// `registry.istio.io/testing` / `latest` instead, as Istio's own tests do.
-pub const DEFAULT_TAG: &str = "1.28.0";
+pub use super::helm::{DEFAULT_HUB, DEFAULT_TAG};
 
 /// Helm-style deep merge of `overlay` onto `base`.
 pub fn merge(base: &mut Value, overlay: &Value) {
@@ -37,7 +35,7 @@ pub fn merge(base: &mut Value, overlay: &Value) {
 }
 
 /// A copy of `v` without `null` map entries (a null in an overlay deletes, never stores).
-fn strip_nulls(v: &Value) -> Value {
+pub fn strip_nulls(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
             // Inserted one by one: collecting into a `Map` links a sort (see `crate::sort`).
@@ -49,70 +47,6 @@ fn strip_nulls(v: &Value) -> Value {
         }
         other => other.clone(),
     }
-}
-
-/// The subset of the `istio-discovery` chart's `values.yaml` the sidecar template reads,
-/// flattened the way the injector sees it (`global.istioNamespace` is set from the settings).
-/// Kept as JSON text: built with `json!` it was the largest function in policy.wasm.
-const CHART_DEFAULTS: &str = r#"{
-  "revision": "",
-  "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": true},
-  "pilot": {"cni": {"enabled": false, "provider": "default"}},
-  "global": {
-    "hub": "docker.io/istio",
-    "tag": "1.28.0",
-    "imagePullPolicy": "",
-    "imagePullSecrets": [],
-    "istioNamespace": "istio-system",
-    "pilotCertProvider": "istiod",
-    "caAddress": "",
-    "caName": "",
-    "network": "",
-    "meshID": "",
-    "trustDomain": "",
-    "logAsJson": false,
-    "logging": {"level": "default:info"},
-    "multiCluster": {"clusterName": ""},
-    "sds": {"token": {"aud": "istio-ca"}},
-    "sts": {"servicePort": 0},
-    "mountMtlsCerts": false,
-    "proxy_init": {"image": "proxyv2"},
-    "proxy": {
-      "image": "proxyv2",
-      "autoInject": "enabled",
-      "clusterDomain": "cluster.local",
-      "componentLogLevel": "misc:error",
-      "enableCoreDump": false,
-      "excludeInboundPorts": "",
-      "excludeIPRanges": "",
-      "excludeOutboundPorts": "",
-      "includeIPRanges": "*",
-      "includeInboundPorts": "*",
-      "includeOutboundPorts": "",
-      "holdApplicationUntilProxyStarts": false,
-      "logLevel": "warning",
-      "privileged": false,
-      "readinessFailureThreshold": 4,
-      "readinessInitialDelaySeconds": 0,
-      "readinessPeriodSeconds": 15,
-      "startupProbe": {"enabled": true, "failureThreshold": 600},
-      "statusPort": 15020,
-      "tracer": "none",
-      "resources": {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "2000m", "memory": "1024Mi"}
-      }
-    }
-  }
-}"#;
-
-fn chart_defaults(istio_namespace: &str) -> Value {
-    // The text is a constant covered by a test; an empty map is never reached.
-    let mut v: Value = serde_json::from_str(CHART_DEFAULTS).unwrap_or_default();
-    if let Some(g) = v.get_mut("global").and_then(Value::as_object_mut) {
-        put(g, "istioNamespace", Value::from(istio_namespace));
-    }
-    v
 }
 
 /// Istio's built-in MeshConfig defaults for the fields the injector reads.
@@ -131,26 +65,10 @@ fn mesh_defaults(discovery_address: &str) -> Value {
     })
 }
 
-/// The helm value `revision`: empty for the default revision.
-fn helm_revision(settings: &Settings) -> &str {
-    match settings.revision.as_str() {
-        "default" => "",
-        r => r,
-    }
-}
-
-/// Effective helm values: chart defaults, the revision, then `settings.values`.
-pub fn effective_values(settings: &Settings) -> Value {
-    let mut v = chart_defaults(&settings.istio_namespace);
-    merge(&mut v, &value!({"revision": (helm_revision(settings))}));
-    merge(&mut v, &settings.values);
-    v
-}
-
 /// The effective helm values and MeshConfig of one set of settings.
 #[derive(Debug, PartialEq)]
 pub struct Effective {
-    pub values: Value,
+    pub helm: Helm,
     pub mesh: Value,
     /// `global.proxy.resources` with canonical quantities, or why it is not valid.
     pub proxy_resources: Result<Value, String>,
@@ -175,7 +93,7 @@ thread_local! {
     static LAST: RefCell<Option<(EffectiveKey, Rc<Effective>)>> = const { RefCell::new(None) };
 }
 
-/// [`effective_values`] and [`effective_mesh`] of `settings`, computed once per settings.
+/// [`Helm::of`] and [`effective_mesh`] of `settings`, computed once per settings.
 pub fn effective(settings: &Settings) -> Rc<Effective> {
     let hit = |key: &EffectiveKey| {
         key.revision == settings.revision
@@ -190,16 +108,15 @@ pub fn effective(settings: &Settings) -> Rc<Effective> {
     }) {
         return found;
     }
-    let values = effective_values(settings);
-    let mesh = effective_mesh(settings, &values);
-    let proxy_resources = super::resources::canonical_resources(
-        at(&values, &["global", "proxy", "resources"]).unwrap_or(&Value::Null),
-    );
-    let traffic = TrafficConfig::from_settings(&values, &mesh);
+    let helm = Helm::of(settings);
+    let mesh = effective_mesh(settings, &helm);
+    let proxy_resources =
+        super::resources::canonical_resources(helm.get(Key::Resources).unwrap_or(&Value::Null));
+    let traffic = TrafficConfig::from_settings(&helm, &mesh);
     let proxy_config_env =
         super::proxy_config::proxy_config_env(super::proxy_config::proxy_config(&mesh));
     let out = Rc::new(Effective {
-        values,
+        helm,
         mesh,
         proxy_resources,
         traffic,
@@ -217,9 +134,9 @@ pub fn effective(settings: &Settings) -> Rc<Effective> {
 
 /// Effective MeshConfig: built-in defaults (discovery address of this revision's istiod), then
 /// `settings.meshConfig`.
-pub fn effective_mesh(settings: &Settings, values: &Value) -> Value {
-    let ns = str_at(values, &["global", "istioNamespace"]).unwrap_or("istio-system");
-    let rev = str_at(values, &["revision"]).unwrap_or("");
+pub fn effective_mesh(settings: &Settings, helm: &Helm) -> Value {
+    let ns = helm.str(Key::IstioNamespace).unwrap_or("istio-system");
+    let rev = helm.str(Key::Revision).unwrap_or("");
     let istiod = if rev.is_empty() {
         "istiod".to_string()
     } else {
@@ -242,14 +159,7 @@ pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// Go-template truthiness of the value at `path` (absent, false, 0, "" and empty are false).
 pub fn truthy_at(v: &Value, path: &[&str]) -> bool {
-    match at(v, path) {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
-    }
+    at(v, path).is_some_and(go_truthy)
 }
 
 /// `fmt.Sprint` of the scalar at `path` ("" when absent).
@@ -261,29 +171,31 @@ pub fn text_at(v: &Value, path: &[&str]) -> String {
 
 /// Settings-time checks of the shapes the template relies on.
 pub fn validate(settings: &Settings) -> Result<(), String> {
-    let values = effective_values(settings);
     for path in [
         &["global"][..],
         &["global", "proxy"],
         &["global", "proxy_init"],
     ] {
-        if !at(&values, path).is_some_and(Value::is_object) {
-            return Err(format!("values.{}: must be a map", path.join(".")));
+        match layer(&settings.values, path) {
+            Layer::Unset => {}
+            Layer::Found(v) if v.is_object() => {}
+            _ => return Err(format!("values.{}: must be a map", path.join("."))),
         }
     }
-    if let Some(r) = at(&values, &["global", "proxy", "resources"]) {
+    let helm = Helm::of(settings);
+    if let Some(r) = helm.get(Key::Resources) {
         if !r.is_object() {
             return Err("values.global.proxy.resources: must be a map".into());
         }
         super::resources::canonical_resources(r)
             .map_err(|e| format!("values.global.proxy.resources: {e}"))?;
     }
-    if let Some(s) = at(&values, &["global", "imagePullSecrets"]) {
+    if let Some(s) = helm.get(Key::ImagePullSecrets) {
         if !s.is_array() {
             return Err("values.global.imagePullSecrets: must be a list".into());
         }
     }
-    let mesh = effective_mesh(settings, &values);
+    let mesh = effective_mesh(settings, &helm);
     if !at(&mesh, &["defaultConfig"]).is_some_and(Value::is_object) {
         return Err("meshConfig.defaultConfig: must be a map".into());
     }
@@ -296,18 +208,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn chart_defaults_parse_and_take_the_namespace() {
-        let v = chart_defaults("mesh-ns");
-        assert_eq!(str_at(&v, &["global", "istioNamespace"]), Some("mesh-ns"));
-        assert_eq!(str_at(&v, &["global", "hub"]), Some(DEFAULT_HUB));
-        assert_eq!(str_at(&v, &["global", "tag"]), Some(DEFAULT_TAG));
-        assert_eq!(
-            str_at(&v, &["global", "proxy", "resources", "limits", "cpu"]),
-            Some("2000m")
-        );
-    }
-
-    #[test]
     fn effective_is_recomputed_when_the_settings_change() {
         let a = Settings::default();
         let b = Settings {
@@ -317,16 +217,13 @@ mod tests {
         let first = effective(&a);
         assert!(Rc::ptr_eq(&first, &effective(&a)), "same settings reuse it");
         let other = effective(&b);
-        assert_eq!(str_at(&other.values, &["revision"]), Some("canary"));
+        assert_eq!(other.helm.str(Key::Revision), Some("canary"));
         assert_eq!(*effective(&a), *first);
         let c = Settings {
             values: json!({"global": {"hub": "example.com/mesh"}}),
             ..Settings::default()
         };
-        assert_eq!(
-            str_at(&effective(&c).values, &["global", "hub"]),
-            Some("example.com/mesh")
-        );
+        assert_eq!(effective(&c).helm.str(Key::Hub), Some("example.com/mesh"));
     }
 
     #[test]
@@ -348,15 +245,13 @@ mod tests {
             revision: "canary".into(),
             ..Settings::default()
         };
-        let v = effective_values(&s);
-        let m = effective_mesh(&s, &v);
+        let m = effective_mesh(&s, &Helm::of(&s));
         assert_eq!(
             str_at(&m, &["defaultConfig", "discoveryAddress"]),
             Some("istiod-canary.istio-system.svc:15012")
         );
         let d = Settings::default();
-        let v = effective_values(&d);
-        assert_eq!(str_at(&v, &["revision"]), Some(""));
+        assert_eq!(Helm::of(&d).str(Key::Revision), Some(""));
     }
 
     #[test]
@@ -365,11 +260,11 @@ mod tests {
             values: json!({"global": {"proxy": {"resources": {"limits": {"cpu": null}}}}}),
             ..Settings::default()
         };
-        let v = effective_values(&s);
-        assert!(at(&v, &["global", "proxy", "resources", "limits", "cpu"]).is_none());
+        let resources = Helm::of(&s).get(Key::Resources).cloned();
         assert_eq!(
-            str_at(&v, &["global", "proxy", "resources", "limits", "memory"]),
-            Some("1024Mi")
+            resources,
+            Some(json!({"limits": {"memory": "1024Mi"},
+            "requests": {"cpu": "100m", "memory": "128Mi"}}))
         );
     }
 }

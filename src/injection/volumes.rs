@@ -4,8 +4,9 @@
 use crate::json::{put, value};
 use serde_json::{Map, Value};
 
+use super::helm::Key;
 use super::template::Render;
-use super::values::{str_at, truthy_at};
+use super::values::str_at;
 use super::InjectError;
 
 const USER_VOLUME: &str = "sidecar.istio.io/userVolume";
@@ -13,11 +14,11 @@ const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
 const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
 
 fn gke_certs(r: &Render) -> bool {
-    str_at(r.values, &["global", "caName"]) == Some("GkeWorkloadCertificate")
+    r.helm.str(Key::CaName) == Some("GkeWorkloadCertificate")
 }
 
 fn istiod_certs(r: &Render) -> bool {
-    str_at(r.values, &["global", "pilotCertProvider"]) == Some("istiod")
+    r.helm.str(Key::PilotCertProvider) == Some("istiod")
 }
 
 /// Entries of a JSON-map annotation (`{"<name>": {...}}`), by name, as `{"name": <name>, ...}`.
@@ -83,7 +84,7 @@ pub fn proxy_mounts(r: &Render) -> Result<Vec<Value>, InjectError> {
     }
     m.push(mount("istio-envoy", "/etc/istio/proxy"));
     m.push(mount("istio-token", "/var/run/secrets/tokens"));
-    if truthy_at(r.values, &["global", "mountMtlsCerts"]) {
+    if r.helm.truthy(Key::MountMtlsCerts) {
         m.push(value!({"name": "istio-certs", "mountPath": "/etc/certs/", "readOnly": true}));
     }
     m.push(mount("istio-podinfo", "/etc/istio/pod"));
@@ -110,7 +111,7 @@ pub fn volumes(r: &Render) -> Result<Vec<Value>, InjectError> {
         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
     ]}}));
-    let audience = str_at(r.values, &["global", "sds", "token", "aud"]).unwrap_or("istio-ca");
+    let audience = r.helm.str(Key::SdsAudience).unwrap_or("istio-ca");
     v.push(
         value!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
         "path": "istio-token", "expirationSeconds": 43200, "audience": audience}}]}}),
@@ -119,7 +120,7 @@ pub fn volumes(r: &Render) -> Result<Vec<Value>, InjectError> {
         v.push(value!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}));
         v.push(value!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
     }
-    if truthy_at(r.values, &["global", "mountMtlsCerts"]) {
+    if r.helm.truthy(Key::MountMtlsCerts) {
         let sa = str_at(r.pod, &["spec", "serviceAccountName"])
             .filter(|s| !s.is_empty())
             .unwrap_or("default");
