@@ -113,12 +113,9 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
         s if !s.is_empty() => s,
         _ => {
             let rev = h.text(Key::Revision);
-            let suffix = if rev.is_empty() {
-                String::new()
-            } else {
-                format!("-{rev}")
-            };
-            format!("istiod{suffix}.{}.svc:15012", h.text(Key::IstioNamespace))
+            let dash = if rev.is_empty() { "" } else { "-" };
+            let ns = h.text(Key::IstioNamespace);
+            ["istiod", dash, &rev, ".", &ns, ".svc:15012"].concat()
         }
     };
     env.push(value_env("CA_ADDR", ca_addr));

@@ -166,16 +166,25 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
     };
     let too_big = || "quantity is too large".to_string();
     // Exact value as digits * 10^(base10_exp - frac_len) * 2^base2_exp, scaled to nanos.
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 30 {
-        return Err(too_big());
+    // Only ASCII digits are left in both parts (the number ends at the first other character
+    // and holds one '.'), read in 64 bits while they fit.
+    let mut digits = int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .skip_while(|&d| d == b'0');
+    let (mut small, mut count) = (0u64, 0usize);
+    for d in digits.by_ref().take(18) {
+        small = small * 10 + u64::from(d - b'0');
+        count += 1;
     }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| bad())?
-    };
+    let mut mantissa = i128::from(small);
+    for d in digits {
+        count += 1;
+        if count > 30 {
+            return Err(too_big());
+        }
+        mantissa = mantissa * 10 + i128::from(d - b'0');
+    }
     let mantissa = mantissa
         .checked_shl(base2_exp)
         .filter(|m| m >> base2_exp == mantissa)
@@ -207,35 +216,39 @@ fn format_quantity(q: Quantity) -> String {
     if q.nanos == 0 {
         return "0".to_string();
     }
-    let sign = if q.nanos < 0 { "-" } else { "" };
-    let abs = q.nanos.abs();
-    if q.format == QuantityFormat::BinarySI && abs >= 1024 * NANO && abs % NANO == 0 {
-        let mut n = abs / NANO;
+    let mut out = String::new();
+    if q.nanos < 0 {
+        out.push('-');
+    }
+    let abs = q.nanos.unsigned_abs();
+    let nano = NANO as u128;
+    if q.format == QuantityFormat::BinarySI && abs >= 1024 * nano && abs.is_multiple_of(nano) {
+        let mut n = abs / nano;
         let mut exp = 0usize;
-        while n % 1024 == 0 && exp < 6 {
+        while n.is_multiple_of(1024) && exp < 6 {
             n /= 1024;
             exp += 1;
         }
-        let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp];
-        return format!("{sign}{n}{suffix}");
+        push_int(&mut out, n);
+        out.push_str(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp]);
+        return out;
     }
     // Decimal: strip factors of ten, then lower the exponent to a multiple of three.
-    let mut n = abs;
-    let mut exp: i32 = -9;
-    while n % 10 == 0 {
-        n /= 10;
-        exp += 1;
-    }
+    let (mut n, mut exp) = strip_tens(abs, -9);
     while exp.rem_euclid(3) != 0 {
         n *= 10;
         exp -= 1;
     }
     if q.format == QuantityFormat::DecimalExponent {
-        return if exp == 0 {
-            format!("{sign}{n}")
-        } else {
-            format!("{sign}{n}e{exp}")
-        };
+        push_int(&mut out, n);
+        if exp != 0 {
+            out.push('e');
+            if exp < 0 {
+                out.push('-');
+            }
+            push_int(&mut out, u128::from(exp.unsigned_abs()));
+        }
+        return out;
     }
     while exp > 18 {
         n *= 1000;
@@ -253,7 +266,35 @@ fn format_quantity(q: Quantity) -> String {
         15 => "P",
         _ => "E",
     };
-    format!("{sign}{n}{suffix}")
+    push_int(&mut out, n);
+    out.push_str(suffix);
+    out
+}
+
+/// `n` (not zero) without its trailing decimal zeros, and `exp` raised by as many. wasm32 has
+/// no 128-bit division (each one is a libcall), so quantities that fit 64 bits use those.
+fn strip_tens(n: u128, mut exp: i32) -> (u128, i32) {
+    if let Ok(mut small) = u64::try_from(n) {
+        while small.is_multiple_of(10) {
+            small /= 10;
+            exp += 1;
+        }
+        return (u128::from(small), exp);
+    }
+    let mut n = n;
+    while n.is_multiple_of(10) {
+        n /= 10;
+        exp += 1;
+    }
+    (n, exp)
+}
+
+/// Append `n` in decimal (without `core::fmt`'s 128-bit path for the usual 64-bit values).
+fn push_int(out: &mut String, n: u128) {
+    match u64::try_from(n) {
+        Ok(n) => crate::json::push_u64(out, n),
+        Err(_) => out.push_str(&n.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +336,14 @@ mod tests {
             ("1G", "1G"),
             ("1000M", "1G"),
             ("3", "3"),
+            // Beyond 64 bits of nanos, and mantissas longer than 18 digits.
+            ("18446744073709551616", "18446744073709551616"),
+            ("123456789012345678901234", "123456789012345678901234"),
+            ("0.000000000000000000123456789012", "1n"),
+            ("12345678901234567890Ki", "12345678901234567890Ki"),
+            ("1000000000000000000000", "1000E"),
+            ("1e-3", "1e-3"),
+            ("-25e-1", "-2500e-3"),
         ] {
             assert_eq!(canonical_quantity(input).as_deref(), Ok(want), "{input}");
         }

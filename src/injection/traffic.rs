@@ -370,8 +370,11 @@ fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 pub fn go_sprint(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => crate::json::int_text(i),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => {
+                crate::json::int_text(f as i64)
+            }
             _ => n.to_string(),
         },
         Value::Bool(b) => b.to_string(),
@@ -384,6 +387,22 @@ pub fn go_sprint(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn go_sprint_prints_numbers_as_go_does() {
+        for (v, want) in [
+            (json!(15020), "15020"),
+            (json!(-4), "-4"),
+            (json!(4.0), "4"),
+            (json!(0.5), "0.5"),
+            (json!(u64::MAX), "18446744073709551615"),
+            (json!(1e20), "1e+20"),
+            (json!("x"), "x"),
+            (json!(true), "true"),
+        ] {
+            assert_eq!(go_sprint(&v), want, "{v}");
+        }
+    }
 
     fn helm(values: &Value) -> Helm {
         Helm::new(values, "istio-system", "")

@@ -137,12 +137,8 @@ pub fn effective(settings: &Settings) -> Rc<Effective> {
 pub fn effective_mesh(settings: &Settings, helm: &Helm) -> Value {
     let ns = helm.str(Key::IstioNamespace).unwrap_or("istio-system");
     let rev = helm.str(Key::Revision).unwrap_or("");
-    let istiod = if rev.is_empty() {
-        "istiod".to_string()
-    } else {
-        format!("istiod-{rev}")
-    };
-    let mut m = mesh_defaults(&format!("{istiod}.{ns}.svc:15012"));
+    let dash = if rev.is_empty() { "" } else { "-" };
+    let mut m = mesh_defaults(&["istiod", dash, rev, ".", ns, ".svc:15012"].concat());
     merge(&mut m, &settings.mesh_config);
     m
 }

@@ -38,6 +38,32 @@ pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::R
     }
 }
 
+/// Append `n` in decimal. `core::fmt` (`format!`, `to_string`) costs a formatter and a
+/// dynamic call per number; the template writes a few integers per request.
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+}
+
+/// `n` in decimal (see [`push_u64`]).
+pub fn int_text(n: i64) -> String {
+    let mut out = String::new();
+    if n < 0 {
+        out.push('-');
+    }
+    push_u64(&mut out, n.unsigned_abs());
+    out
+}
+
 /// Lookups by a path of map keys (array elements are not addressed by these paths).
 pub trait Path {
     /// The value at `path`, if every step is a map holding the next key.
@@ -61,6 +87,16 @@ impl Path for Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn integers_are_written_as_core_fmt_writes_them() {
+        for n in [0, 1, -1, 9, 10, 15020, -600, 1 << 40, i64::MAX, i64::MIN] {
+            assert_eq!(int_text(n), n.to_string());
+        }
+        let mut out = "x".to_string();
+        push_u64(&mut out, u64::MAX);
+        assert_eq!(out, format!("x{}", u64::MAX));
+    }
 
     /// Guards the module's promise: were `preserve_order` switched on (by this crate or any
     /// dependency), maps would keep insertion order and Go's key order would be lost.
