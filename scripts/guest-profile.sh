@@ -5,6 +5,7 @@
 # move with the machine's load, so two modules can be compared on a shared machine.
 #
 #   scripts/guest-profile.sh WORKLOAD [ITERATIONS] [MODULE.wasm]
+#   MODE=fresh scripts/guest-profile.sh WORKLOAD ...   # a new instance per request
 #
 # Without MODULE, builds an unstripped policy (the same code as policy.wasm, before
 # wasm-opt) so the functions carry their Rust names. Needs valgrind and python3.
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 workload=${1:?usage: scripts/guest-profile.sh WORKLOAD [ITERATIONS] [MODULE.wasm]}
 iterations=${2:-20}
 module=${3:-}
+mode=${MODE:-warm}
+case "$mode" in warm|fresh) ;; *) echo "MODE must be warm or fresh, not '$mode'" >&2; exit 2;; esac
 if [ -z "$module" ]; then
   CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --locked --target wasm32-wasip1 \
     -p revision-injector --target-dir target/guest-profile >&2
@@ -26,7 +29,7 @@ trap 'rm -rf "$out"' EXIT
   echo $BASHPID > "$out/pid"
   exec env REVINJECT_PERFMAP=1 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind" \
     --toggle-collect='wapc::wapchost::host::WapcHost::call*' \
-    target/bench-host/revinject bench --workload "$workload" --mode warm \
+    target/bench-host/revinject bench --workload "$workload" --mode "$mode" \
     --iterations "$iterations" --output json "$module"
 ) > /dev/null 2> "$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
 callgrind_annotate --threshold=100 --auto=no "$out/callgrind" > "$out/flat"
