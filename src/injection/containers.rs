@@ -83,8 +83,8 @@ fn resources_of(r: &Render) -> Result<Value, InjectError> {
             .clone()
             .map_err(|e| InjectError(format!("invalid values.global.proxy.resources: {e}")));
     }
-    let values = r.helm.get(Key::Resources).cloned().unwrap_or(Value::Null);
-    resources::proxy_resources(&values, r.annotations)
+    let values = r.helm.get(Key::Resources).unwrap_or(&Value::Null);
+    resources::proxy_resources(values, r.annotations)
 }
 
 /// `istio-init`, or `istio-validation` when CNI sets up the redirection.

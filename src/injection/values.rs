@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::helm::{go_truthy, layer, Helm, Key, Layer};
+use super::helm::{layer, Helm, Key, Layer};
 use super::traffic::TrafficConfig;
 use crate::settings::Settings;
 
@@ -151,18 +151,6 @@ pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 /// A string at `path`.
 pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path).and_then(Value::as_str)
-}
-
-/// Go-template truthiness of the value at `path` (absent, false, 0, "" and empty are false).
-pub fn truthy_at(v: &Value, path: &[&str]) -> bool {
-    at(v, path).is_some_and(go_truthy)
-}
-
-/// `fmt.Sprint` of the scalar at `path` ("" when absent).
-pub fn text_at(v: &Value, path: &[&str]) -> String {
-    at(v, path)
-        .map(super::traffic::go_sprint)
-        .unwrap_or_default()
 }
 
 /// Settings-time checks of the shapes the template relies on.
