@@ -102,8 +102,8 @@ pub enum Layer<'a> {
     Found(&'a Value),
 }
 
-/// The effect of `overlay` at `path`. Every map on a path of [`TABLE`] is a map in the chart,
-/// so Helm's merge keeps walking both as long as the overlay has maps.
+/// The effect of `overlay` at `path`. Every map on a path the template reads is a map in the
+/// chart, so Helm's merge keeps walking both as long as the overlay has maps.
 pub fn layer<'a>(overlay: &'a Value, path: &[&str]) -> Layer<'a> {
     let mut cur = overlay;
     for key in path {
