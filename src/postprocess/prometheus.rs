@@ -159,6 +159,21 @@ mod tests {
         );
     }
 
+    /// Istio writes the env with `json.Marshal`: HTML characters and U+2028/U+2029 escaped
+    /// (the old writer escaped only the HTML ones).
+    #[test]
+    fn env_value_is_escaped_as_go_escapes_it() {
+        let mut ann = Map::new();
+        ann.insert("prometheus.io/path".into(), json!("/m\u{2028}&x"));
+        ann.insert("prometheus.io/port".into(), json!("9090"));
+        let mut proxy = json!({"name": "istio-proxy", "env": []});
+        apply_prometheus_merge(&mut ann, Some(&mut proxy), &json!({}), "15020");
+        assert_eq!(
+            proxy["env"][0]["value"],
+            r#"{"path":"/m\u2028\u0026x","port":"9090"}"#
+        );
+    }
+
     #[test]
     fn scrape_false_disables_merge() {
         let mut ann = Map::new();

@@ -220,6 +220,16 @@ mod tests {
         );
     }
 
+    /// jsonpb writes strings and map keys with `encoding/json`, HTML escaping included.
+    #[test]
+    fn strings_are_escaped_as_jsonpb_escapes_them() {
+        let pc = json!({"proxyMetadata": {"A&B": "<x>\u{2029}"}});
+        assert_eq!(
+            proxy_config_env(&pc),
+            "{\"proxyMetadata\":{\"A\\u0026B\":\"\\u003cx\\u003e\\u2029\"}}\n"
+        );
+    }
+
     #[test]
     fn annotation_is_merged_over_mesh_default() {
         let mesh = json!({"defaultConfig": {"statusPort": 15020, "proxyMetadata": {"A": "1"}}});
