@@ -11,7 +11,7 @@ BENCH_REVINJECT := target/bench-host/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay conformance scenarios fuzz-smoke bench clean web test-web
+.PHONY: all run test fmt-check gen-check clippy unit replay conformance scenarios fuzz-smoke bench clean web test-web
 
 all: policy.wasm
 
@@ -29,6 +29,14 @@ run: policy.wasm $(REVINJECT)
 
 fmt-check:
 	cargo fmt --all -- --check
+
+# The generated Pod schema (src/schema/pod_types.rs) must be what its generator makes of
+# k8s-openapi (fetched into ~/.cargo/registry by `cargo fetch`) and scripts/pod-schema-go.txt.
+gen-check:
+	cargo fetch --locked
+	mkdir -p target
+	python3 scripts/gen-pod-schema.py --out target/pod_types.rs.check
+	diff -u src/schema/pod_types.rs target/pod_types.rs.check
 
 clippy:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
@@ -52,7 +60,7 @@ scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
-test: fmt-check clippy unit replay conformance scenarios fuzz-smoke test-web
+test: fmt-check gen-check clippy unit replay conformance scenarios fuzz-smoke test-web
 
 # Browser playground (web/, a Cargo workspace of its own): build web/pkg, serve it on localhost.
 WEB_PORT ?= 8080

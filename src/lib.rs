@@ -1,22 +1,29 @@
 //! revision-injector: Istio control-plane revision selection and sidecar injection as a
 //! Kubewarden mutating policy.
 //!
-//! The logic lives in plain Rust modules ([`admission`], [`revision`], [`injection`]) that
-//! compile natively and to `wasm32-wasip1`; [`glue`] is only the waPC glue.
+//! The logic lives in plain Rust modules that compile natively and to `wasm32-wasip1`, in
+//! layers that only use the layers below them (docs/architecture.md): `go`, `json`, `schema`,
+//! `selector`, `payload`; `settings`; `values` and `revision`; `sidecar`; `merge`;
+//! `postprocess`; `admission`. [`glue`] is only the waPC glue.
 
 pub mod admission;
 pub mod allocator;
+pub mod go;
 pub mod injection;
 pub mod json;
+pub mod merge;
 pub mod payload;
+pub mod postprocess;
 pub mod revision;
 pub mod schema;
 pub mod selector;
 pub mod settings;
-pub mod sort;
-/// Random requests and invariants for fuzzing (native builds only).
-#[cfg(not(target_arch = "wasm32"))]
+pub mod sidecar;
+/// Random requests and invariants for fuzzing and tests: the `testgen` feature (host/,
+/// tests/ and fuzz/ turn it on), never in policy.wasm.
+#[cfg(feature = "testgen")]
 pub mod testgen;
+pub mod values;
 
 /// The waPC entry points. Left out on wasm32-unknown-unknown, where the browser playground
 /// (web/) links the logic without waPC's exports and host imports.
@@ -68,8 +75,9 @@ pub mod glue {
     }
 
     /// waPC `validate`: `{"request": AdmissionRequest, "settings": Settings}` in (read with
-    /// only the fields the policy uses, see [`crate::payload`]), `ValidationResponse` out. Every failure becomes a rejection with a message, never a
-    /// guest error (hosts report those as a bare 500).
+    /// only the fields the policy uses, see [`crate::payload`]), `ValidationResponse` out.
+    /// Every failure becomes a rejection with a message, never a guest error (hosts report
+    /// those as a bare 500).
     fn validate(payload: &[u8]) -> guest::CallResult {
         let outcome = match Payload::from_slice(payload) {
             Err(e) => {
@@ -90,7 +98,7 @@ pub mod glue {
         let checked = crate::json::from_slice::<Value>(payload)
             .map_err(|e| format!("settings are not JSON: {e}"))
             .and_then(|v| Settings::from_value(&v))
-            .and_then(|s| s.validate());
+            .and_then(|s| admission::validate_settings(&s));
         let response = SettingsValidationResponse {
             valid: checked.is_ok(),
             message: checked.err(),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::admission::labels_of;
+use crate::json::labels_of;
 use crate::selector::{validate_dns_label, LabelSelector, Operator, Requirement};
 use crate::settings::{InjectPolicy, Settings};
 

@@ -128,9 +128,10 @@ impl Settings {
         }
     }
 
-    /// Semantic checks beyond the shape serde enforces.
+    /// The settings' own checks beyond the shape serde enforces (selectors, the shapes of
+    /// `values` and `meshConfig`); `admission::validate_settings` runs them with the other
+    /// layers' checks.
     pub fn validate(&self) -> Result<(), String> {
-        crate::revision::validate_settings(self)?;
         let (_, never, always) = injector_values(&self.values)?;
         for (i, s) in never.iter().enumerate() {
             s.validate().map_err(|e| {
@@ -156,10 +157,7 @@ impl Settings {
         if !self.mesh_config.is_object() {
             return Err("meshConfig: must be a map of MeshConfig fields".into());
         }
-        if let Some(allowed) = &self.allowed_override_annotations {
-            crate::injection::override_policy::validate_setting(allowed)?;
-        }
-        crate::injection::validate_settings(self)
+        Ok(())
     }
 }
 
@@ -186,13 +184,6 @@ fn injector_values(values: &serde_json::Value) -> Result<InjectorValues, String>
         selectors("neverInjectSelector")?,
         selectors("alwaysInjectSelector")?,
     ))
-}
-
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-impl kubewarden_policy_sdk::settings::Validatable for Settings {
-    fn validate(&self) -> Result<(), String> {
-        Settings::validate(self)
-    }
 }
 
 #[cfg(test)]
@@ -244,17 +235,6 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Settings::from_value(&json!({"revison": "canary"})).unwrap_err();
         assert!(err.contains("revison"), "{err}");
-    }
-
-    #[test]
-    fn allowed_override_annotations_must_be_known() {
-        let ok = json!({"allowedOverrideAnnotations": ["sidecar.istio.io/proxyCPU"]});
-        let s = Settings::from_value(&ok).unwrap();
-        assert!(s.validate().is_ok());
-        assert_eq!(s.allowed_override_annotations.unwrap().len(), 1);
-        let bad = json!({"allowedOverrideAnnotations": ["sidecar.istio.io/proxyImag"]});
-        let err = Settings::from_value(&bad).unwrap().validate().unwrap_err();
-        assert!(err.contains("sidecar.istio.io/proxyImag"), "{err}");
     }
 
     #[test]

@@ -327,7 +327,7 @@ fn subject(args: &CheckArgs) -> anyhow::Result<(Value, Value)> {
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            (name, revision_injector::admission::labels_of(&doc))
+            (name, revision_injector::json::labels_of(&doc))
         }
         None => (
             None,
@@ -355,7 +355,7 @@ pub fn unserved_notes(installed: &[Installed], namespace: &Value, pod: &Value) -
     let served = |name: &str| installed.iter().any(|i| i.served.iter().any(|s| s == name));
     let mut notes = Vec::new();
     for (what, object) in [("namespace", namespace), ("pod", pod)] {
-        let labels = revision_injector::admission::labels_of(object);
+        let labels = revision_injector::json::labels_of(object);
         if let Some(rev) = labels.get(REV_LABEL).filter(|r| !served(r)) {
             notes.push(format!(
                 "no installed revision serves the {what} label {REV_LABEL}={rev}"

@@ -101,7 +101,8 @@ impl revision_injector::admission::Cluster for OneNamespace<'_> {
 
 impl Evaluator for NativeEvaluator {
     fn validate_settings(&mut self, settings: &Value) -> anyhow::Result<Result<(), String>> {
-        Ok(revision_injector::settings::Settings::from_value(settings).and_then(|s| s.validate()))
+        Ok(revision_injector::settings::Settings::from_value(settings)
+            .and_then(|s| revision_injector::admission::validate_settings(&s)))
     }
 
     fn evaluate(

@@ -67,7 +67,7 @@ pub fn settings_from(args: &ManifestArgs) -> anyhow::Result<Value> {
         map.insert("defaultRevision".into(), json!(true));
     }
     let parsed = Settings::from_value(&settings).map_err(|e| anyhow!(e))?;
-    if let Err(e) = parsed.validate() {
+    if let Err(e) = revision_injector::admission::validate_settings(&parsed) {
         bail!("invalid settings: {e}");
     }
     Ok(settings)

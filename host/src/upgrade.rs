@@ -23,7 +23,7 @@ use crate::manifest;
 use crate::runtime::{PolicyRuntime, RuntimeOptions, StaticNamespaces};
 use crate::scenario::{revision_settings, Action, Scenario, Workload};
 use crate::workload;
-use revision_injector::admission::labels_of;
+use revision_injector::json::labels_of;
 use revision_injector::revision::NAMESPACE_NAME_LABEL;
 use revision_injector::settings::Settings;
 

@@ -417,7 +417,7 @@ fn manifest_selectors_never_hide_a_pod_the_policy_injects() {
                     let ns_labels =
                         labels(&[("istio-injection", injection), ("istio.io/rev", ns_rev)]);
                     let namespace = namespace_object(ns_name, &ns_labels);
-                    let full_ns = revision_injector::admission::labels_of(&namespace);
+                    let full_ns = revision_injector::json::labels_of(&namespace);
                     let host = StaticNamespaces(BTreeMap::from([(ns_name.to_string(), namespace)]));
                     for inject in [None, Some("true"), Some("false")] {
                         for pod_rev in revs {

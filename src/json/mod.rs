@@ -9,11 +9,13 @@
 //! template): the injection code relies on that instead of sorting keys again.
 
 mod build;
+mod meta;
 pub mod unexpected;
 mod write;
 
 pub(crate) use build::value;
 pub use build::{put, ToValue};
+pub use meta::{labels_of, meta_map};
 
 pub use write::{into_text, write_str, write_value};
 
@@ -98,8 +100,6 @@ mod tests {
         assert_eq!(out, format!("x{}", u64::MAX));
     }
 
-    /// Guards the module's promise: were `preserve_order` switched on (by this crate or any
-    /// dependency), maps would keep insertion order and Go's key order would be lost.
     #[test]
     fn invalid_utf8_is_an_error_naming_its_place() {
         let err = from_slice::<Value>(b"{\n  \"a\": \"\xff\"}").unwrap_err();
@@ -109,6 +109,8 @@ mod tests {
         assert_eq!(ok, json!({"a": [1, "\u{e9}"]}));
     }
 
+    /// Guards the module's promise: were `preserve_order` switched on (by this crate or any
+    /// dependency), maps would keep insertion order and Go's key order would be lost.
     #[test]
     fn maps_iterate_in_byte_order_of_their_keys() {
         let map = json!({"b": 1, "a.b": 2, "B": 3, "a": 4, "é": 5, "a/": 6});

@@ -1,9 +1,6 @@
-//! serde's "invalid type" and "invalid value" messages for a JSON value, written directly.
-//!
-//! serde_json names what it found through serde's `Unexpected`, whose `Display` links core's
-//! float formatting (about 20 KB of policy.wasm with its tables) for the float case that
-//! serde_json then prints its own way. The schema check and the settings reader, which
-//! answer with serde's messages, write the same texts from here.
+//! serde's "invalid type" and "invalid value" messages for a JSON value, written directly,
+//! for the hand-written settings reader (`settings/read.rs`) only: it goes when that reader
+//! is replaced by serde's derive. Everything else uses serde's own errors.
 
 use serde_json::Value;
 

@@ -290,7 +290,7 @@ fn webhook_table_shape() {
 
 #[test]
 fn settings_names_are_validated() {
-    let bad = |v: Value| settings(v).validate().unwrap_err();
+    let bad = |v: Value| crate::admission::validate_settings(&settings(v)).unwrap_err();
     assert!(bad(json!({"revision": "Canary"})).contains("revision"));
     assert!(bad(json!({"revision": "canary", "tags": ["canary"]})).contains("tags[0]"));
     assert!(bad(json!({"tags": ["a", "a"]})).contains("tags[1]"));

@@ -7,12 +7,18 @@
 //! a table generated from the same k8s-openapi sources (`pod_types.rs`, by
 //! `scripts/gen-pod-schema.py`) and fails with the error serde would have produced, in the
 //! same order (keys in map order, first error wins). The tests compare both on every field.
+//!
+//! The same table is the one Pod schema of the crate: it also carries what Go's
+//! `json.Marshal` ([`crate::go::json`]) and Kubernetes' strategic merge ([`crate::merge`])
+//! need, Go field order, `omitempty` and list merge keys.
 
-mod pod_types;
+pub mod pod_types;
 mod time;
 
-use crate::json::unexpected;
+use serde::de::{Error as _, Unexpected};
 use serde_json::Value;
+
+pub use pod_types::{CONTAINER, PARSED_CONTAINERS, POD, PROBER, STRUCTS};
 
 /// A JSON value's type in the schema.
 #[derive(Debug)]
@@ -43,24 +49,98 @@ pub struct Struct {
     pub name: &'static str,
     /// `apiVersion` and `kind` values a resource requires when present.
     pub resource: Option<(&'static str, &'static str)>,
-    pub fields: &'static [(&'static str, Ty)],
+    /// Those with Go data first, in Go declaration order.
+    pub fields: &'static [Field],
+}
+
+/// A struct field.
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+    /// How `json.Marshal` writes the field when it is listed in `scripts/pod-schema-go.txt`.
+    /// Unlisted fields are opaque to the injector: written as a Go map would be (sorted keys)
+    /// and replaced whole by a strategic merge.
+    pub go: Option<Omit>,
+    /// A list's `patchMergeKey` (strategic merge merges its items by that key).
+    pub merge_key: Option<&'static str>,
+}
+
+impl Field {
+    pub const fn new(
+        name: &'static str,
+        ty: Ty,
+        go: Option<Omit>,
+        merge_key: Option<&'static str>,
+    ) -> Field {
+        Field {
+            name,
+            ty,
+            go,
+            merge_key,
+        }
+    }
+}
+
+/// When Go's `json.Marshal` leaves a struct field out.
+#[derive(Debug, Clone, Copy)]
+pub enum Omit {
+    /// `omitempty` on a value type: zero values are left out.
+    Empty,
+    /// A pointer (or struct) field with `omitempty`: left out only when absent.
+    Nil,
+    /// No `omitempty`: an absent value is written as this JSON text.
+    Zero(&'static str),
+}
+
+/// The struct at `index` of the table (`None` for an index the table does not have).
+pub fn struct_at(index: usize) -> Option<&'static Struct> {
+    STRUCTS.get(index)
+}
+
+/// The field `name` of a value of type `ty`, when `ty` is a struct that has it.
+pub fn field(ty: &Ty, name: &str) -> Option<&'static Field> {
+    match ty {
+        Ty::Struct(i) => struct_at(*i)?.fields.iter().find(|f| f.name == name),
+        _ => None,
+    }
 }
 
 /// Check `pod` as `k8s_openapi::api::core::v1::Pod` deserialization would; the error is
 /// serde's message (e.g. ``invalid type: string "80", expected i32``).
 pub fn check_pod(pod: &Value) -> Result<(), String> {
-    check_struct(pod_types::POD, pod)
+    check_struct(POD, pod)
 }
 
-/// serde's message, as k8s-openapi's visitors would have failed (see [`crate::json::unexpected`]).
+/// serde's message, as k8s-openapi's visitors would have failed.
 type Error = String;
 
+/// How serde names a JSON value in its errors.
+fn unexpected(v: &Value) -> Unexpected<'_> {
+    match v {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Unexpected::Unsigned(u),
+            (None, Some(i), _) => Unexpected::Signed(i),
+            (None, None, f) => Unexpected::Float(f.unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
 fn invalid_type(v: &Value, expected: &str) -> Error {
-    unexpected::invalid_type(v, expected)
+    serde_json::Error::invalid_type(unexpected(v), &expected).to_string()
+}
+
+fn invalid_value(v: &Value, expected: &str) -> Error {
+    serde_json::Error::invalid_value(unexpected(v), &expected).to_string()
 }
 
 fn check_struct(index: usize, v: &Value) -> Result<(), Error> {
-    let Some(def) = pod_types::STRUCTS.get(index) else {
+    let Some(def) = struct_at(index) else {
         return Err(format!("schema table has no struct {index}"));
     };
     let Value::Object(map) = v else {
@@ -78,15 +158,15 @@ fn check_struct(index: usize, v: &Value) -> Result<(), Error> {
                     return Err(invalid_type(value, "a string"));
                 };
                 if s != required {
-                    return Err(unexpected::invalid_value(value, required));
+                    return Err(invalid_value(value, required));
                 }
                 continue;
             }
         }
         // Every field is optional in k8s-openapi's visitors: `null` is always accepted.
-        if let Some((_, ty)) = def.fields.iter().find(|(name, _)| name == key) {
+        if let Some(field) = def.fields.iter().find(|f| f.name == key) {
             if !value.is_null() {
-                check(ty, value)?;
+                check(&field.ty, value)?;
             }
         }
     }
@@ -105,7 +185,7 @@ fn check_int(v: &Value, expected: &'static str, min: i64, max: i64) -> Result<()
     if in_range {
         Ok(())
     } else {
-        Err(unexpected::invalid_value(v, expected))
+        Err(invalid_value(v, expected))
     }
 }
 
@@ -134,7 +214,7 @@ fn check(ty: &Ty, v: &Value) -> Result<(), Error> {
             Value::String(_) => Ok(()),
             Value::Number(n) if n.is_f64() => Err(invalid_type(v, "IntOrString")),
             Value::Number(_) => check_int(v, "i32", i32::MIN.into(), i32::MAX.into())
-                .map_err(|_| unexpected::invalid_value(v, "a 32-bit integer")),
+                .map_err(|_| invalid_value(v, "a 32-bit integer")),
             _ => Err(invalid_type(v, "IntOrString")),
         },
         Ty::Time(_) => time::check_time(v),

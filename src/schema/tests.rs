@@ -31,8 +31,8 @@ fn sample(ty: &Ty) -> Value {
                 map.insert("apiVersion".into(), json!(api_version));
                 map.insert("kind".into(), json!(kind));
             }
-            for (name, ty) in def.fields {
-                map.insert(name.to_string(), sample(ty));
+            for f in def.fields {
+                map.insert(f.name.to_string(), sample(&f.ty));
             }
             Value::Object(map)
         }

@@ -38,8 +38,7 @@ pub fn settings(field: &str, text: &str) -> Result<(Value, Settings), FieldError
         _ => return Err(FieldError::new(field, "settings must be a map of keys")),
     };
     let parsed = Settings::from_value(&value).map_err(|e| FieldError::new(field, e))?;
-    parsed
-        .validate()
+    revision_injector::admission::validate_settings(&parsed)
         .map_err(|e| FieldError::new(field, format!("invalid settings: {e}")))?;
     Ok((value, parsed))
 }

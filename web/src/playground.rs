@@ -227,7 +227,7 @@ fn unserved(
             .iter()
             .any(|(_, s)| served_names(s).iter().any(|n| n == name))
     };
-    let pod_labels = admission::labels_of(pod);
+    let pod_labels = revision_injector::json::labels_of(pod);
     [("namespace", ns_labels), ("pod", &pod_labels)]
         .into_iter()
         .filter_map(|(what, labels)| {

@@ -4,10 +4,10 @@
 use crate::json::{put, value};
 use serde_json::{Map, Value};
 
-use super::helm::Key;
-use super::template::Render;
-use super::values::str_at;
-use super::InjectError;
+use super::Render;
+use crate::values::helm::Key;
+use crate::values::mesh::str_at;
+use crate::values::InjectError;
 
 const USER_VOLUME: &str = "sidecar.istio.io/userVolume";
 const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
@@ -29,7 +29,7 @@ fn named_entries(r: &Render, annotation: &str) -> Result<Vec<Value>, InjectError
     let bad = |why: &str| {
         InjectError(format!(
             "invalid value '{}' for annotation '{annotation}': {why}",
-            super::traffic::go_sprint(text)
+            crate::go::fmt::sprint(text)
         ))
     };
     let parsed: Value = text

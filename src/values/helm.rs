@@ -5,10 +5,10 @@
 
 use serde_json::Value;
 
-use super::traffic::go_sprint;
-use super::values::{merge, strip_nulls};
+use crate::go::fmt::{sprint, truthy};
 use crate::json::value;
 use crate::settings::Settings;
+use serde_json::Map;
 
 /// Image registry used when the settings name none (the upstream release registry).
 pub const DEFAULT_HUB: &str = "docker.io/istio";
@@ -17,7 +17,7 @@ pub const DEFAULT_HUB: &str = "docker.io/istio";
 pub const DEFAULT_TAG: &str = "1.28.0";
 
 /// A chart default (the `istio-discovery` chart's `values.yaml`).
-enum Default {
+enum ChartDefault {
     Str(&'static str),
     Bool(bool),
     Int(i64),
@@ -39,11 +39,11 @@ macro_rules! keys {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Key { $($(#[$doc])* $key),+ }
         /// Each key's path and default, in the order of [`Key`].
-        const TABLE: &[(&[&str], Default)] = &[$((&[$($seg),+], $default)),+];
+        const TABLE: &[(&[&str], ChartDefault)] = &[$((&[$($seg),+], $default)),+];
     };
 }
 
-use Default::*;
+use ChartDefault::*;
 keys! {
     Revision = ["revision"] Revision;
     RewriteAppHttpProbe = ["sidecarInjectorWebhook", "rewriteAppHTTPProbe"] Bool(true);
@@ -119,6 +119,40 @@ pub fn layer<'a>(overlay: &'a Value, path: &[&str]) -> Layer<'a> {
     Layer::Found(cur)
 }
 
+/// Helm-style deep merge of `overlay` onto `base`.
+pub fn merge(base: &mut Value, overlay: &Value) {
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    b.remove(k);
+                } else if let Some(existing) =
+                    b.get_mut(k).filter(|e| e.is_object() && v.is_object())
+                {
+                    merge(existing, v);
+                } else {
+                    b.insert(k.clone(), strip_nulls(v));
+                }
+            }
+        }
+        (b, o) => *b = strip_nulls(o),
+    }
+}
+
+/// A copy of `v` without `null` map entries (a null in an overlay deletes, never stores).
+pub fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m.iter().filter(|(_, v)| !v.is_null()) {
+                out.insert(k.clone(), strip_nulls(v));
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
 /// The chart's proxy resources.
 fn default_resources() -> Value {
     value!({
@@ -179,24 +213,12 @@ impl Helm {
 
     /// `fmt.Sprint` of the value ("" when absent).
     pub fn text(&self, key: Key) -> String {
-        self.get(key).map(go_sprint).unwrap_or_default()
+        self.get(key).map(sprint).unwrap_or_default()
     }
 
     /// Go-template truthiness (absent, false, 0, "" and empty are false).
     pub fn truthy(&self, key: Key) -> bool {
-        self.get(key).is_some_and(go_truthy)
-    }
-}
-
-/// Go-template truthiness of a value.
-pub fn go_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
+        self.get(key).is_some_and(truthy)
     }
 }
 

@@ -11,15 +11,18 @@ use crate::json::Path;
 use crate::json::{put, value};
 use serde_json::{Map, Value};
 
-use super::annotations::{
-    parse_go_bool, EXCLUDE_INBOUND_PORTS, INCLUDE_INBOUND_PORTS, REWRITE_APP_HTTP_PROBERS,
-    SIDECAR_STATUS, STATUS_PORT,
+use crate::go::fmt::parse_bool;
+use crate::go::json::marshal;
+use crate::schema::{Ty, PROBER};
+use crate::sidecar::PROXY_CONTAINER;
+use crate::values::annotations::{
+    EXCLUDE_INBOUND_PORTS, INCLUDE_INBOUND_PORTS, REWRITE_APP_HTTP_PROBERS, SIDECAR_STATUS,
+    STATUS_PORT,
 };
-use super::overrides::{go_marshal, Ty, PROXY_CONTAINER};
 
 pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
-const PROBERS: Ty = Ty::Map(&Ty::Struct("Prober"));
+const PROBERS: Ty = Ty::Map(&Ty::Struct(PROBER));
 
 /// Whether probes are rewritten: the pod's `sidecar.istio.io/rewriteAppHTTPProbers` when it is a
 /// valid Go bool, else `values.sidecarInjectorWebhook.rewriteAppHTTPProbe`.
@@ -27,7 +30,7 @@ pub fn should_rewrite(annotations: &Map<String, Value>, values_default: bool) ->
     annotations
         .get(REWRITE_APP_HTTP_PROBERS)
         .and_then(Value::as_str)
-        .and_then(parse_go_bool)
+        .and_then(parse_bool)
         .unwrap_or(values_default)
 }
 
@@ -277,12 +280,12 @@ fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Op
             };
             let mut merged = new.as_object().cloned().unwrap_or_default();
             merged.extend(old);
-            let text = go_marshal(&Value::Object(merged), PROBERS);
+            let text = marshal(&Value::Object(merged), &PROBERS);
             *entry = value!({"name": APP_PROBERS_ENV, "value": (&text)});
             Some(text)
         }
         _ => {
-            let text = go_marshal(&new, PROBERS);
+            let text = marshal(&new, &PROBERS);
             env.push(value!({"name": APP_PROBERS_ENV, "value": (&text)}));
             Some(text)
         }

@@ -5,10 +5,11 @@ use crate::json::value;
 use crate::json::Path;
 use serde_json::Value;
 
-use super::helm::Key;
-use super::proxy_config::{ordered_json, proxy_config_env, proxy_metadata};
-use super::template::Render;
-use super::values::str_at;
+use super::{Render, PROXY_CONTAINER};
+use crate::go;
+use crate::values::helm::Key;
+use crate::values::mesh::str_at;
+use crate::values::proxy_config::{proxy_config_env, proxy_metadata};
 
 const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
 
@@ -33,8 +34,9 @@ fn value_env(name: &str, value: impl Into<String>) -> Value {
     value!({"name": name, "value": (value.into())})
 }
 
-/// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per line, in Go's
-/// `ContainerPort` field order, laid out as the template's whitespace makes them.
+/// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per line (the
+/// template's `structToJSON`, Go's `ContainerPort` field order), laid out as the template's
+/// whitespace makes them.
 fn pod_ports(r: &Render) -> String {
     let mut out = String::from("[");
     let mut first = true;
@@ -48,7 +50,7 @@ fn pod_ports(r: &Render) -> String {
     // container: listing its ports made re-injection, which no longer sees it, change the env.
     let apps = containers
         .iter()
-        .filter(|c| c.get("name").and_then(Value::as_str) != Some("istio-proxy"));
+        .filter(|c| c.get("name").and_then(Value::as_str) != Some(PROXY_CONTAINER));
     for c in apps {
         for p in c
             .get("ports")
@@ -56,7 +58,7 @@ fn pod_ports(r: &Render) -> String {
             .into_iter()
             .flatten()
         {
-            let mut m: Vec<(String, Value)> = Vec::new();
+            let mut m: Vec<(&str, &Value)> = Vec::new();
             for (key, omit_zero) in [
                 ("name", true),
                 ("hostPort", true),
@@ -68,31 +70,19 @@ fn pod_ports(r: &Render) -> String {
                     None | Some(Value::Null) => {}
                     Some(Value::String(s)) if s.is_empty() && omit_zero => {}
                     Some(Value::Number(n)) if n.as_i64() == Some(0) && omit_zero => {}
-                    Some(v) => m.push((key.to_string(), v.clone())),
+                    Some(v) => m.push((key, v)),
                 }
             }
             out.push_str("\n    ");
             if !first {
                 out.push(',');
             }
-            out.push_str(&go_json_text(&ordered_json(&m)));
+            out.push_str(&go::json::object(&m));
             first = false;
         }
     }
     out.push_str("\n]");
     out
-}
-
-/// JSON as Go's `encoding/json` writes it (HTML characters escaped).
-pub fn go_json(v: &Value) -> String {
-    go_json_text(&v.to_string())
-}
-
-/// Go escapes HTML characters in JSON text.
-pub fn go_json_text(s: &str) -> String {
-    s.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
 }
 
 /// The `istio-proxy` env, in template order.
@@ -183,18 +173,4 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
         env.push(value_env(&k, val));
     }
     env
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn go_json_escapes_html() {
-        assert_eq!(
-            go_json(&json!({"a": "<&>"})),
-            r#"{"a":"\u003c\u0026\u003e"}"#
-        );
-    }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::injection::values::at;
+use crate::values::mesh::at;
 use serde_json::json;
 
 /// The chart's `values.yaml` as far as the template reads it, as a merged tree: the reference

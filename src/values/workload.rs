@@ -5,7 +5,7 @@
 use crate::json::Path;
 use serde_json::Value;
 
-use super::values::str_at;
+use super::mesh::str_at;
 
 /// Name, namespace and type of the pod's workload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,11 +3,13 @@
 //! back user overrides recorded in `proxy.istio.io/overrides` (`reinsertOverrides`).
 
 use crate::json::Path;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 
-use super::annotations::SIDECAR_STATUS;
-use super::{metadata, overrides, InjectError};
+use super::status::status_names;
+use super::{overrides, prometheus};
+use crate::values::annotations::SIDECAR_STATUS;
+use crate::values::InjectError;
 
 /// The previous injection's record, when the pod carries a parseable one.
 pub fn previous_status(pod: &Value) -> Option<Value> {
@@ -28,19 +30,6 @@ fn remove_named(pod: &mut Value, list: &str, names: &[String]) {
                 .is_none_or(|n| !names.iter().any(|x| x == n))
         });
     }
-}
-
-/// Names listed under `key` in the `sidecar.istio.io/status` annotation.
-pub(super) fn status_names(status: &Value, key: &str) -> Vec<String> {
-    status
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The pod as the template should see it. `status_port` is the mesh's proxy status port:
@@ -66,26 +55,14 @@ pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Va
             .at_mut(&["metadata", "annotations"])
             .and_then(Value::as_object_mut)
         {
-            if metadata::prometheus_port(ann).as_deref() == Some(status_port) {
-                metadata::clear_prometheus(ann);
+            if prometheus::prometheus_port(ann).as_deref() == Some(status_port) {
+                prometheus::clear_prometheus(ann);
             }
             ann.remove(SIDECAR_STATUS);
         }
     }
     overrides::reinsert_overrides(&mut out)?;
     Ok(Cow::Owned(out))
-}
-
-/// `metadata.<field>` of a pod as a map (empty when absent), borrowed.
-pub fn meta_map<'a>(pod: &'a Value, field: &str) -> Cow<'a, Map<String, Value>> {
-    match pod
-        .get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_object)
-    {
-        Some(map) => Cow::Borrowed(map),
-        None => Cow::Owned(Map::new()),
-    }
 }
 
 #[cfg(test)]

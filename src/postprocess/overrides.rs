@@ -1,6 +1,6 @@
 //! User-supplied `istio-proxy` / `istio-init` / `istio-validation` containers, merged over the
-//! template's, as Istio's `reapplyOverwrittenContainers` does; plus the Kubernetes strategic
-//! merge and the Go `encoding/json` layout both need.
+//! template's, as Istio's `reapplyOverwrittenContainers` does, and the re-injection steps that
+//! keep them (`reinsertOverrides`, `adjustInitContainerUser`).
 //!
 //! Istio first merges the template over the pod (so the template wins), then merges the user's
 //! container back over the result (so the user wins), and records the user's containers in the
@@ -11,551 +11,20 @@ use crate::json::put;
 use crate::json::Path;
 use serde_json::{Map, Value};
 
-use super::annotations::SIDECAR_STATUS;
-use super::resources::canonical_quantity;
-use super::InjectError;
+use crate::go::json::{marshal, normalize};
+use crate::merge::strategic::{merge, merge_list};
+use crate::schema::{Ty, CONTAINER, PARSED_CONTAINERS};
+use crate::sidecar::{INIT_CONTAINER, PROXY_CONTAINER, VALIDATION_CONTAINER};
+use crate::values::annotations::{INTERCEPTION_MODE, SIDECAR_STATUS};
+use crate::values::InjectError;
 
 pub const PROXY_OVERRIDES: &str = "proxy.istio.io/overrides";
-pub const PROXY_CONTAINER: &str = "istio-proxy";
-pub const INIT_CONTAINER: &str = "istio-init";
-pub const VALIDATION_CONTAINER: &str = "istio-validation";
 /// The image a user writes to mean "keep the injected image".
 pub const AUTO_IMAGE: &str = "auto";
 
-/// A Go type of the Kubernetes API, enough to marshal and strategic-merge pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ty {
-    /// string, number or bool, as is.
-    Scalar,
-    /// `resource.Quantity`: canonical text.
-    Quantity,
-    /// `intstr.IntOrString`.
-    IntOrString,
-    /// A struct, by name (see `fields`); unknown names marshal with sorted keys.
-    Struct(&'static str),
-    List(&'static Ty),
-    Map(&'static Ty),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Omit {
-    /// `omitempty` on a value type: zero values are left out.
-    Empty,
-    /// A pointer (or struct) field: left out only when absent.
-    Nil,
-    /// No `omitempty`: an absent value prints as this zero.
-    Zero(&'static str),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Field {
-    name: &'static str,
-    ty: Ty,
-    omit: Omit,
-    /// `patchMergeKey` of a list field.
-    key: Option<&'static str>,
-}
-
-const S: Ty = Ty::Scalar;
-const STRINGS: Ty = Ty::List(&Ty::Scalar);
-
-const fn e(name: &'static str, ty: Ty) -> Field {
-    Field {
-        name,
-        ty,
-        omit: Omit::Empty,
-        key: None,
-    }
-}
-const fn n(name: &'static str, ty: Ty) -> Field {
-    Field {
-        name,
-        ty,
-        omit: Omit::Nil,
-        key: None,
-    }
-}
-const fn z(name: &'static str, ty: Ty, zero: &'static str) -> Field {
-    Field {
-        name,
-        ty,
-        omit: Omit::Zero(zero),
-        key: None,
-    }
-}
-const fn k(name: &'static str, elem: &'static Ty, key: &'static str) -> Field {
-    Field {
-        name,
-        ty: Ty::List(elem),
-        omit: Omit::Empty,
-        key: Some(key),
-    }
-}
-
-/// A field table as a constant (const fn calls are not promoted to `'static` otherwise).
-macro_rules! table {
-    ($($f:expr),* $(,)?) => {{
-        const TABLE: &[Field] = &[$($f),*];
-        TABLE
-    }};
-}
-
-/// Struct fields in Go declaration order (k8s.io/api v0.34 and Istio's own types).
-fn fields(name: &str) -> &'static [Field] {
-    match name {
-        "Container" => table![
-            z("name", S, "\"\""),
-            e("image", S),
-            e("command", STRINGS),
-            e("args", STRINGS),
-            e("workingDir", S),
-            k("ports", &Ty::Struct("ContainerPort"), "containerPort"),
-            e("envFrom", Ty::List(&Ty::Struct("EnvFromSource"))),
-            k("env", &Ty::Struct("EnvVar"), "name"),
-            z("resources", Ty::Struct("ResourceRequirements"), "{}"),
-            e(
-                "resizePolicy",
-                Ty::List(&Ty::Struct("ContainerResizePolicy"))
-            ),
-            n("restartPolicy", S),
-            e(
-                "restartPolicyRules",
-                Ty::List(&Ty::Struct("ContainerRestartRule"))
-            ),
-            k("volumeMounts", &Ty::Struct("VolumeMount"), "mountPath"),
-            k("volumeDevices", &Ty::Struct("VolumeDevice"), "devicePath"),
-            n("livenessProbe", Ty::Struct("Probe")),
-            n("readinessProbe", Ty::Struct("Probe")),
-            n("startupProbe", Ty::Struct("Probe")),
-            n("lifecycle", Ty::Struct("Lifecycle")),
-            e("terminationMessagePath", S),
-            e("terminationMessagePolicy", S),
-            e("imagePullPolicy", S),
-            n("securityContext", Ty::Struct("SecurityContext")),
-            e("stdin", S),
-            e("stdinOnce", S),
-            e("tty", S),
-        ],
-        "ContainerPort" => table![
-            e("name", S),
-            e("hostPort", S),
-            z("containerPort", S, "0"),
-            e("protocol", S),
-            e("hostIP", S),
-        ],
-        "EnvFromSource" => table![
-            e("prefix", S),
-            n("configMapRef", Ty::Struct("LocalRef")),
-            n("secretRef", Ty::Struct("LocalRef")),
-        ],
-        "LocalRef" => table![e("name", S), n("optional", S)],
-        "EnvVar" => table![
-            z("name", S, "\"\""),
-            e("value", S),
-            n("valueFrom", Ty::Struct("EnvVarSource"))
-        ],
-        "EnvVarSource" => table![
-            n("fieldRef", Ty::Struct("ObjectFieldSelector")),
-            n("resourceFieldRef", Ty::Struct("ResourceFieldSelector")),
-            n("configMapKeyRef", Ty::Struct("KeySelector")),
-            n("secretKeyRef", Ty::Struct("KeySelector")),
-            n("fileKeyRef", Ty::Struct("FileKeySelector")),
-        ],
-        "ObjectFieldSelector" => table![e("apiVersion", S), z("fieldPath", S, "\"\"")],
-        "ResourceFieldSelector" => table![
-            e("containerName", S),
-            z("resource", S, "\"\""),
-            n("divisor", Ty::Quantity),
-        ],
-        "KeySelector" => table![e("name", S), z("key", S, "\"\""), n("optional", S)],
-        "FileKeySelector" => table![
-            z("volumeName", S, "\"\""),
-            z("path", S, "\"\""),
-            z("key", S, "\"\""),
-            n("optional", S),
-        ],
-        "ResourceRequirements" => table![
-            e("limits", Ty::Map(&Ty::Quantity)),
-            e("requests", Ty::Map(&Ty::Quantity)),
-            e("claims", Ty::List(&Ty::Struct("ResourceClaim"))),
-        ],
-        "ResourceClaim" => table![z("name", S, "\"\""), e("request", S)],
-        "ContainerResizePolicy" => {
-            table![z("resourceName", S, "\"\""), z("restartPolicy", S, "\"\"")]
-        }
-        "VolumeMount" => table![
-            z("name", S, "\"\""),
-            e("readOnly", S),
-            n("recursiveReadOnly", S),
-            z("mountPath", S, "\"\""),
-            e("subPath", S),
-            n("mountPropagation", S),
-            e("subPathExpr", S),
-        ],
-        "VolumeDevice" => table![z("name", S, "\"\""), z("devicePath", S, "\"\"")],
-        "Probe" => table![
-            n("exec", Ty::Struct("ExecAction")),
-            n("httpGet", Ty::Struct("HTTPGetAction")),
-            n("tcpSocket", Ty::Struct("TCPSocketAction")),
-            n("grpc", Ty::Struct("GRPCAction")),
-            e("initialDelaySeconds", S),
-            e("timeoutSeconds", S),
-            e("periodSeconds", S),
-            e("successThreshold", S),
-            e("failureThreshold", S),
-            n("terminationGracePeriodSeconds", S),
-        ],
-        "ExecAction" => table![e("command", STRINGS)],
-        "HTTPGetAction" => table![
-            e("path", S),
-            z("port", Ty::IntOrString, "0"),
-            e("host", S),
-            e("scheme", S),
-            e("httpHeaders", Ty::List(&Ty::Struct("HTTPHeader"))),
-        ],
-        "HTTPHeader" => table![z("name", S, "\"\""), z("value", S, "\"\"")],
-        "TCPSocketAction" => table![z("port", Ty::IntOrString, "0"), e("host", S)],
-        "GRPCAction" => table![z("port", S, "0"), z("service", S, "null")],
-        "Lifecycle" => table![
-            n("postStart", Ty::Struct("LifecycleHandler")),
-            n("preStop", Ty::Struct("LifecycleHandler")),
-            n("stopSignal", S),
-        ],
-        "LifecycleHandler" => table![
-            n("exec", Ty::Struct("ExecAction")),
-            n("httpGet", Ty::Struct("HTTPGetAction")),
-            n("tcpSocket", Ty::Struct("TCPSocketAction")),
-            n("sleep", Ty::Struct("SleepAction")),
-        ],
-        "SleepAction" => table![z("seconds", S, "0")],
-        "SecurityContext" => table![
-            n("capabilities", Ty::Struct("Capabilities")),
-            n("privileged", S),
-            n("seLinuxOptions", Ty::Struct("SELinuxOptions")),
-            n(
-                "windowsOptions",
-                Ty::Struct("WindowsSecurityContextOptions")
-            ),
-            n("runAsUser", S),
-            n("runAsGroup", S),
-            n("runAsNonRoot", S),
-            n("readOnlyRootFilesystem", S),
-            n("allowPrivilegeEscalation", S),
-            n("procMount", S),
-            n("seccompProfile", Ty::Struct("SeccompProfile")),
-            n("appArmorProfile", Ty::Struct("SeccompProfile")),
-        ],
-        "Capabilities" => table![e("add", STRINGS), e("drop", STRINGS)],
-        "SELinuxOptions" => table![e("user", S), e("role", S), e("type", S), e("level", S)],
-        "WindowsSecurityContextOptions" => table![
-            n("gmsaCredentialSpecName", S),
-            n("gmsaCredentialSpec", S),
-            n("runAsUserName", S),
-            n("hostProcess", S),
-        ],
-        "SeccompProfile" => table![z("type", S, "\"\""), n("localhostProfile", S)],
-        // Istio's ParsedContainers (the overrides annotation).
-        "ParsedContainers" => table![
-            k("containers", &Ty::Struct("Container"), "name"),
-            k("initContainers", &Ty::Struct("Container"), "name"),
-        ],
-        // Istio's app prober (ISTIO_KUBE_APP_PROBERS values).
-        "Prober" => table![
-            n("httpGet", Ty::Struct("HTTPGetAction")),
-            n("tcpSocket", Ty::Struct("TCPSocketAction")),
-            n("grpc", Ty::Struct("GRPCAction")),
-            e("timeoutSeconds", S),
-        ],
-        // Merge keys only (pods are merged, never Go-marshalled, here).
-        "Pod" => table![
-            n("metadata", Ty::Struct("ObjectMeta")),
-            n("spec", Ty::Struct("PodSpec"))
-        ],
-        "ObjectMeta" => table![
-            e("labels", Ty::Map(&Ty::Scalar)),
-            e("annotations", Ty::Map(&Ty::Scalar)),
-            k("ownerReferences", &Ty::Struct("OwnerReference"), "uid"),
-        ],
-        "PodSpec" => table![
-            k("volumes", &Ty::Struct("Volume"), "name"),
-            k("initContainers", &Ty::Struct("Container"), "name"),
-            k("containers", &Ty::Struct("Container"), "name"),
-            k("ephemeralContainers", &Ty::Struct("Container"), "name"),
-            k("imagePullSecrets", &Ty::Struct("LocalRef"), "name"),
-            k("hostAliases", &Ty::Struct("HostAlias"), "ip"),
-            n("securityContext", Ty::Struct("PodSecurityContext")),
-            k("resourceClaims", &Ty::Struct("PodResourceClaim"), "name"),
-        ],
-        _ => table![],
-    }
-}
-
-fn field(ty: Ty, name: &str) -> Option<&'static Field> {
-    match ty {
-        Ty::Struct(s) => fields(s).iter().find(|f| f.name == name),
-        _ => None,
-    }
-}
-
-/// The type of the values under `name` in a value of type `ty` (Scalar when unknown).
-fn child_ty(ty: Ty, name: &str) -> Ty {
-    match ty {
-        Ty::Map(inner) => *inner,
-        _ => field(ty, name).map_or(Ty::Scalar, |f| f.ty),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Go encoding/json
-
-/// `json.Marshal` of `value` read as Go type `ty`: struct fields in declaration order with
-/// `omitempty` honoured, map keys sorted, quantities canonical, Go's string escaping.
-pub fn go_marshal(value: &Value, ty: Ty) -> String {
-    let mut out = String::new();
-    write_go(&mut out, value, ty);
-    out
-}
-
-fn write_go(out: &mut String, value: &Value, ty: Ty) {
-    match (ty, value) {
-        (Ty::Struct(name), Value::Object(obj)) => {
-            out.push('{');
-            let mut first = true;
-            let mut emit = |out: &mut String, key: &str, write: &dyn Fn(&mut String)| {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_go_string(out, key);
-                out.push(':');
-                write(out);
-            };
-            let known = fields(name);
-            for f in known {
-                match (obj.get(f.name), f.omit) {
-                    (None | Some(Value::Null), Omit::Zero(zero)) => {
-                        emit(out, f.name, &|o| o.push_str(zero))
-                    }
-                    (None | Some(Value::Null), _) => {}
-                    (Some(v), Omit::Empty) if is_go_zero(v) => {}
-                    (Some(v), _) => emit(out, f.name, &|o| write_go(o, v, f.ty)),
-                }
-            }
-            // Unknown fields in key order, as Go marshals a map: a `Map` iterates in key order.
-            let rest = obj
-                .iter()
-                .filter(|(key, v)| !v.is_null() && !known.iter().any(|f| f.name == key.as_str()));
-            for (key, v) in rest {
-                emit(out, key, &|o| write_go(o, v, Ty::Scalar));
-            }
-            out.push('}');
-        }
-        (Ty::Map(inner), Value::Object(obj)) => write_sorted_object(out, obj, *inner),
-        (_, Value::Object(obj)) => write_sorted_object(out, obj, Ty::Scalar),
-        (Ty::List(inner), Value::Array(items)) => write_array(out, items, *inner),
-        (_, Value::Array(items)) => write_array(out, items, Ty::Scalar),
-        (Ty::Quantity, Value::String(s)) => {
-            let canon = canonical_quantity(s).unwrap_or_else(|_| s.clone());
-            write_go_string(out, &canon);
-        }
-        (Ty::Quantity, Value::Number(num)) => {
-            let canon = canonical_quantity(&num.to_string()).unwrap_or_else(|_| num.to_string());
-            write_go_string(out, &canon);
-        }
-        (_, Value::String(s)) => write_go_string(out, s),
-        (_, Value::Number(num)) => match num.as_f64() {
-            Some(f) if !num.is_i64() && !num.is_u64() && f.fract() == 0.0 && f.abs() < 1e15 => {
-                out.push_str(&(f as i64).to_string())
-            }
-            _ => out.push_str(&num.to_string()),
-        },
-        (_, Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
-        (_, Value::Null) => out.push_str("null"),
-    }
-}
-
-fn write_sorted_object(out: &mut String, obj: &Map<String, Value>, inner: Ty) {
-    out.push('{');
-    // Go marshals maps in key order; a `Map` iterates in key order.
-    for (i, (key, v)) in obj.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_go_string(out, key);
-        out.push(':');
-        write_go(out, v, inner);
-    }
-    out.push('}');
-}
-
-fn write_array(out: &mut String, items: &[Value], inner: Ty) {
-    out.push('[');
-    for (i, v) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_go(out, v, inner);
-    }
-    out.push(']');
-}
-
-fn is_go_zero(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(num) => num.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
-}
-
-/// A JSON string the way Go escapes it (HTML-safe: `<`, `>`, `&`, U+2028/2029 as `\u` escapes).
-pub fn write_go_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// The value as Go would see it after a round trip through its struct (zero values dropped,
-/// quantities canonical).
-pub fn go_normalize(value: &Value, ty: Ty) -> Value {
-    serde_json::from_str(&go_marshal(value, ty)).unwrap_or_else(|_| value.clone())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Strategic merge patch
-
-/// Kubernetes' strategic merge of `patch` onto `original` (both of type `ty`): maps merge, a
-/// `null` deletes, lists with a merge key merge by it and keep Kubernetes' element order, other
-/// lists and scalars are replaced.
-pub fn strategic_merge(original: &Value, patch: &Value, ty: Ty) -> Value {
-    let mut out = original.clone();
-    strategic_merge_into(&mut out, patch.clone(), ty);
-    out
-}
-
-/// [`strategic_merge`] in place, consuming the patch: `target` becomes the merge of itself
-/// and `patch`; nothing of either is copied (the template's containers move into the pod).
-pub fn strategic_merge_into(target: &mut Value, patch: Value, ty: Ty) {
-    match (target, patch) {
-        (Value::Object(out), Value::Object(p))
-            if matches!(ty, Ty::Struct(_) | Ty::Map(_)) || ty == Ty::Scalar =>
-        {
-            for (key, pv) in p {
-                if key.starts_with('$') {
-                    continue;
-                }
-                if pv.is_null() {
-                    out.remove(&key);
-                    continue;
-                }
-                let fty = child_ty(ty, &key);
-                match out.get_mut(&key) {
-                    Some(ov) => merge_field_into(ov, pv, fty, field(ty, &key).and_then(|f| f.key)),
-                    None => {
-                        out.insert(key, pv);
-                    }
-                }
-            }
-        }
-        (target, patch) => *target = patch,
-    }
-}
-
-fn merge_field_into(original: &mut Value, patch: Value, ty: Ty, merge_key: Option<&str>) {
-    match (ty, &mut *original, patch, merge_key) {
-        (Ty::List(elem), Value::Array(o), Value::Array(p), Some(key)) => {
-            let o = std::mem::take(o);
-            *original = merge_list(o, p, key, *elem);
-        }
-        (Ty::Struct(_) | Ty::Map(_), Value::Object(_), patch @ Value::Object(_), _) => {
-            strategic_merge_into(original, patch, ty);
-        }
-        (_, _, patch, _) => *original = patch,
-    }
-}
-
-fn same_key(a: Option<&Value>, b: Option<&Value>) -> bool {
-    match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64() == y.as_f64(),
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
-}
-
-fn position(list: &[Value], item: &Value, key: &str) -> Option<usize> {
-    list.iter()
-        .position(|o| same_key(o.get(key), item.get(key)))
-}
-
-/// apimachinery's `mergeSlice` for lists of maps with a merge key, including its ordering:
-/// patch items keep the patch's order, items only in the original keep theirs, and the two are
-/// interleaved by their positions in the original. Items move; only merge keys are copied.
-fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: &str, elem: Ty) -> Value {
-    if original.iter().chain(&patch).any(|v| v.get(key).is_none()) {
-        return Value::Array(patch);
-    }
-    let keys = |list: &[Value]| -> Vec<Value> {
-        list.iter()
-            .map(|o| o.get(key).cloned().unwrap_or(Value::Null))
-            .collect()
-    };
-    let (original_keys, patch_keys) = (keys(&original), keys(&patch));
-    let index = |keys: &[Value], v: &Value| keys.iter().position(|k| same_key(Some(k), v.get(key)));
-    let mut merged = original;
-    for p in patch {
-        match position(&merged, &p, key) {
-            Some(i) => strategic_merge_into(&mut merged[i], p, elem),
-            None => merged.push(p),
-        }
-    }
-    let (mut patch_items, mut server_only): (Vec<Value>, Vec<Value>) = merged
-        .into_iter()
-        .partition(|m| index(&patch_keys, m).is_some());
-    let order = |i: Option<usize>| i.map_or(-1, |i| i as i64);
-    crate::sort::sort_by_key(&mut patch_items, |v| order(index(&patch_keys, v)));
-    crate::sort::sort_by_key(&mut server_only, |v| order(index(&original_keys, v)));
-    let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
-    let (mut left, mut right) = (
-        server_only.into_iter().peekable(),
-        patch_items.into_iter().peekable(),
-    );
-    loop {
-        let take_left = match (left.peek(), right.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(l), Some(r)) => match (index(&original_keys, l), index(&original_keys, r)) {
-                (Some(li), Some(ri)) => li < ri,
-                _ => false,
-            },
-        };
-        let next = if take_left { left.next() } else { right.next() };
-        out.extend(next);
-    }
-    Value::Array(out)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Overrides
-
 /// The user's container as Istio applies it: Go-normalised, `image: auto` dropped.
 fn overlay_of(user: &Value) -> Value {
-    let mut overlay = go_normalize(user, Ty::Struct("Container"));
+    let mut overlay = normalize(user, &Ty::Struct(CONTAINER));
     if let Some(obj) = overlay.as_object_mut() {
         if obj.get("image").and_then(Value::as_str) == Some(AUTO_IMAGE) {
             obj.remove("image");
@@ -569,10 +38,10 @@ fn overlay_of(user: &Value) -> Value {
 /// then the user's container over that (Istio's re-application), so the user's fields win and
 /// lists like `volumeMounts` and `env` are unions.
 pub fn apply_container_override(template: &mut Value, user: &Value) {
-    let ty = Ty::Struct("Container");
-    let user_go = go_normalize(user, ty);
-    let first = strategic_merge(&user_go, template, ty);
-    *template = strategic_merge(&first, &overlay_of(user), ty);
+    let ty = Ty::Struct(CONTAINER);
+    let user_go = normalize(user, &ty);
+    let first = merge(&user_go, template, &ty);
+    *template = merge(&first, &overlay_of(user), &ty);
 }
 
 fn containers<'a>(pod: &'a Value, list: &str) -> &'a [Value] {
@@ -686,7 +155,7 @@ pub fn reapply_overrides(
         ("containers", "containers"),
         ("initContainers", "initContainers"),
     ] {
-        let injected = super::reinject::status_names(&status, status_key);
+        let injected = super::status::status_names(&status, status_key);
         let template_list = if list == "containers" {
             &template.containers
         } else {
@@ -725,7 +194,7 @@ pub fn reapply_overrides(
         }
     }
     if !already_injected && !recorded.is_empty() {
-        let text = go_marshal(&Value::Object(recorded), Ty::Struct("ParsedContainers"));
+        let text = marshal(&Value::Object(recorded), &Ty::Struct(PARSED_CONTAINERS));
         set_annotation(final_pod, PROXY_OVERRIDES, text);
     }
     adjust_init_container_user(final_pod, original, tproxy);
@@ -745,7 +214,7 @@ fn merge_into_pod(pod: &mut Value, list: &str, overlay: &Value) {
         current,
         vec![overlay.clone()],
         "name",
-        Ty::Struct("Container"),
+        &Ty::Struct(CONTAINER),
     );
     spec.insert(list.to_string(), merged);
 }
@@ -795,7 +264,7 @@ fn adjust_init_container_user(pod: &mut Value, original: &Value, tproxy: bool) {
     if run_as_user.is_none() && run_as_group.is_none() {
         return;
     }
-    let tproxy = tproxy || annotation(pod, super::annotations::INTERCEPTION_MODE) == Some("TPROXY");
+    let tproxy = tproxy || annotation(pod, INTERCEPTION_MODE) == Some("TPROXY");
     if tproxy && run_as_user.is_some() {
         for list in ["containers", "initContainers"] {
             if let Some(proxy) = container_mut(pod, list, PROXY_CONTAINER) {
@@ -878,8 +347,6 @@ pub fn reinsert_overrides(pod: &mut Value) -> Result<(), InjectError> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    const CONTAINER: Ty = Ty::Struct("Container");
 
     /// The rendered template's istio-proxy (hello golden, trimmed).
     fn template_proxy() -> Value {
@@ -1117,57 +584,5 @@ mod tests {
             .unwrap_err()
             .0
             .contains(PROXY_OVERRIDES));
-    }
-
-    #[test]
-    fn merge_list_keeps_kubernetes_order() {
-        let key = |v: &Value| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["name"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
-        let elem = Ty::Struct("EnvVar");
-        // Patch items come first unless the original orders a server-only item before them.
-        let original = [
-            json!({"name": "a"}),
-            json!({"name": "b"}),
-            json!({"name": "c"}),
-        ];
-        let patch = [json!({"name": "c", "value": "1"}), json!({"name": "x"})];
-        let merged = merge_list(original.to_vec(), patch.to_vec(), "name", elem);
-        assert_eq!(key(&merged), ["a", "b", "c", "x"]);
-        assert_eq!(merged[2], json!({"name": "c", "value": "1"}));
-        let patch = [json!({"name": "x"}), json!({"name": "a"})];
-        assert_eq!(
-            key(&merge_list(original.to_vec(), patch.to_vec(), "name", elem)),
-            ["x", "a", "b", "c"]
-        );
-    }
-
-    #[test]
-    fn strategic_merge_deletes_nulls_and_replaces_plain_lists() {
-        let original = json!({"name": "c", "args": ["a", "b"], "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}});
-        let patch = json!({"args": ["z"], "resources": {"limits": {"cpu": null}}});
-        assert_eq!(
-            strategic_merge(&original, &patch, CONTAINER),
-            json!({"name": "c", "args": ["z"], "resources": {"limits": {"memory": "1Gi"}}})
-        );
-    }
-
-    #[test]
-    fn go_marshal_orders_fields_and_escapes_like_go() {
-        let c = json!({
-            "tty": false, "name": "x", "ports": [{"protocol": "TCP", "containerPort": 80, "name": "http"}],
-            "env": [{"value": "a<b&c>", "name": "E"}], "unknownField": 1, "stdin": true,
-            "readinessProbe": {"grpc": {"port": 9}, "periodSeconds": 0}
-        });
-        assert_eq!(
-            go_marshal(&c, CONTAINER),
-            "{\"name\":\"x\",\"ports\":[{\"name\":\"http\",\"containerPort\":80,\"protocol\":\"TCP\"}],\
-\"env\":[{\"name\":\"E\",\"value\":\"a\\u003cb\\u0026c\\u003e\"}],\"resources\":{},\
-\"readinessProbe\":{\"grpc\":{\"port\":9,\"service\":null}},\"stdin\":true,\"unknownField\":1}"
-        );
     }
 }

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use super::resources::parse_quantity;
 use super::InjectError;
+use crate::go::fmt::{parse_bool, parse_uint, quote};
+use crate::go::quantity::parse_quantity;
 
 pub const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
 pub const STATUS_PORT: &str = "status.sidecar.istio.io/port";
@@ -84,7 +85,7 @@ pub fn validate(annotations: &Map<String, Value>) -> Result<(), InjectError> {
     if errors.is_empty() {
         return Ok(());
     }
-    crate::sort::sort_by(&mut errors, Ord::cmp);
+    errors.sort_unstable();
     let noun = if errors.len() == 1 { "error" } else { "errors" };
     let mut msg = format!("{} {noun} occurred:", errors.len());
     for e in &errors {
@@ -116,10 +117,10 @@ fn check_uint32(value: &str) -> Result<(), String> {
 }
 
 fn check_bool(value: &str) -> Result<(), String> {
-    parse_go_bool(value).map(|_| ()).ok_or_else(|| {
+    parse_bool(value).map(|_| ()).ok_or_else(|| {
         format!(
             "strconv.ParseBool: parsing {}: invalid syntax",
-            go_quote(value)
+            quote(value)
         )
     })
 }
@@ -161,7 +162,7 @@ fn check_proxy_config(value: &str) -> Result<(), String> {
     let parsed: Value = if value.trim().is_empty() {
         Value::Object(Map::new())
     } else {
-        super::proxy_yaml::parse(value).map_err(convert)?
+        crate::injection::proxy_yaml::parse(value).map_err(convert)?
     };
     let obj = match parsed {
         Value::Object(obj) => obj,
@@ -247,7 +248,7 @@ fn check_cidr_list(cidrs: &str) -> Result<(), String> {
 
 /// Go's `netip.ParsePrefix`: `<addr>/<bits>`, no zone, bits in range, digits only.
 fn parse_prefix(s: &str) -> Result<(), String> {
-    let fail = |why: String| format!("netip.ParsePrefix({}): {why}", go_quote(s));
+    let fail = |why: String| format!("netip.ParsePrefix({}): {why}", quote(s));
     let Some((addr, bits)) = s.rsplit_once('/') else {
         return Err(fail("no '/'".to_string()));
     };
@@ -256,8 +257,8 @@ fn parse_prefix(s: &str) -> Result<(), String> {
     }
     let ip: IpAddr = addr
         .parse()
-        .map_err(|_| fail(format!("ParseAddr({}): unable to parse IP", go_quote(addr))))?;
-    let bad_bits = || fail(format!("bad bits after slash: {}", go_quote(bits)));
+        .map_err(|_| fail(format!("ParseAddr({}): unable to parse IP", quote(addr))))?;
+    let bad_bits = || fail(format!("bad bits after slash: {}", quote(bits)));
     if bits.is_empty()
         || !bits.bytes().all(|b| b.is_ascii_digit())
         || (bits.len() > 1 && bits.starts_with('0'))
@@ -290,51 +291,6 @@ pub fn parse_port(port: &str) -> Result<u16, String> {
     parse_uint(port.trim(), u16::MAX as u64, "ParseUint")
         .map(|p| p as u16)
         .map_err(|e| format!("failed parsing port '{port}': {e}"))
-}
-
-/// Go's `strconv.ParseUint(s, 10, bits)` with its error texts.
-fn parse_uint(s: &str, max: u64, func: &str) -> Result<u64, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "strconv.{func}: parsing {}: invalid syntax",
-            go_quote(s)
-        ));
-    }
-    match s.parse::<u64>() {
-        Ok(v) if v <= max => Ok(v),
-        _ => Err(format!(
-            "strconv.{func}: parsing {}: value out of range",
-            go_quote(s)
-        )),
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-pub fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// A double-quoted string like Go's `%q` for the printable strings annotations hold.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

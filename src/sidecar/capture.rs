@@ -1,113 +1,20 @@
-//! Traffic capture: the `istio-iptables` arguments of `istio-init` / `istio-validation`, and the
-//! other outputs computed from the same inputs (interception mode, CNI annotations).
-//!
-//! Each setting is the pod's annotation when present (even empty), else the helm value, as
-//! the template's `annotation` helper does.
+//! Traffic capture: the `istio-iptables` arguments of `istio-init` / `istio-validation`, and
+//! with CNI the pod annotations that carry the same settings to the CNI plugin.
 
 use crate::json::Path;
 use serde_json::{Map, Value};
 
-use super::annotations::{
+use crate::go::fmt::sprint;
+use crate::values::annotations::{
     AGENT_LOG_LEVEL, EXCLUDE_INBOUND_PORTS, EXCLUDE_INTERFACES, EXCLUDE_OUTBOUND_IP_RANGES,
     EXCLUDE_OUTBOUND_PORTS, INCLUDE_INBOUND_PORTS, INCLUDE_OUTBOUND_IP_RANGES,
     INCLUDE_OUTBOUND_PORTS, INTERCEPTION_MODE, KUBEVIRT_INTERFACES, REROUTE_VIRTUAL_INTERFACES,
-    STATUS_PORT,
 };
-use super::helm::{Helm, Key};
-use super::InjectError;
-
-/// The values / meshConfig inputs of traffic capture (Istio chart defaults in `Default`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrafficConfig {
-    /// `meshConfig.proxyListenPort` (0 = default 15001).
-    pub proxy_listen_port: u32,
-    /// `meshConfig.proxyInboundListenPort` (0 = default 15006).
-    pub proxy_inbound_listen_port: u32,
-    /// The effective ProxyConfig's `interceptionMode` (mesh default, `proxy.istio.io/config` applied).
-    pub interception_mode: String,
-    /// `values.global.proxy.includeIPRanges`.
-    pub include_ip_ranges: String,
-    /// `values.global.proxy.excludeIPRanges`.
-    pub exclude_ip_ranges: String,
-    /// `values.global.proxy.includeInboundPorts`.
-    pub include_inbound_ports: String,
-    /// `values.global.proxy.excludeInboundPorts`.
-    pub exclude_inbound_ports: String,
-    /// `values.global.proxy.includeOutboundPorts`.
-    pub include_outbound_ports: String,
-    /// `values.global.proxy.excludeOutboundPorts`.
-    pub exclude_outbound_ports: String,
-    /// `values.global.proxy.statusPort`, as text ("0" disables the status port).
-    pub status_port: String,
-    /// `values.global.logging.level`.
-    pub log_level: String,
-    /// `values.global.logAsJson`.
-    pub log_as_json: bool,
-    /// `values.pilot.cni.enabled`: istio-validation instead of istio-init.
-    pub cni_enabled: bool,
-    /// `values.global.proxy_init.forceApplyIptables`.
-    pub force_apply_iptables: bool,
-    /// `values.global.nativeNftables`.
-    pub native_nftables: bool,
-    /// The proxy's uid (1337; Istio derives another one only on OpenShift).
-    pub proxy_uid: i64,
-}
-
-impl Default for TrafficConfig {
-    fn default() -> Self {
-        TrafficConfig {
-            proxy_listen_port: 0,
-            proxy_inbound_listen_port: 0,
-            interception_mode: "REDIRECT".to_string(),
-            include_ip_ranges: "*".to_string(),
-            exclude_ip_ranges: String::new(),
-            include_inbound_ports: "*".to_string(),
-            exclude_inbound_ports: String::new(),
-            include_outbound_ports: String::new(),
-            exclude_outbound_ports: String::new(),
-            status_port: "15020".to_string(),
-            log_level: "default:info".to_string(),
-            log_as_json: false,
-            cni_enabled: false,
-            force_apply_iptables: false,
-            native_nftables: false,
-            proxy_uid: 1337,
-        }
-    }
-}
-
-impl TrafficConfig {
-    /// Read the inputs from effective helm `values` and `meshConfig` (whose `defaultConfig` is the
-    /// pod's effective ProxyConfig). Keys that are absent keep the chart default.
-    pub fn from_settings(helm: &Helm, mesh: &Value) -> TrafficConfig {
-        let d = TrafficConfig::default();
-        let proxy = |key: Key, default: String| helm.get(key).map(go_sprint).unwrap_or(default);
-        let flag = |key: Key| helm.truthy(key);
-        let port = |key: &str| lookup(mesh, &[key]).and_then(Value::as_u64).unwrap_or(0) as u32;
-        TrafficConfig {
-            proxy_listen_port: port("proxyListenPort"),
-            proxy_inbound_listen_port: port("proxyInboundListenPort"),
-            interception_mode: lookup(mesh, &["defaultConfig", "interceptionMode"])
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .unwrap_or(d.interception_mode),
-            include_ip_ranges: proxy(Key::IncludeIpRanges, d.include_ip_ranges),
-            exclude_ip_ranges: proxy(Key::ExcludeIpRanges, d.exclude_ip_ranges),
-            include_inbound_ports: proxy(Key::IncludeInboundPorts, d.include_inbound_ports),
-            exclude_inbound_ports: proxy(Key::ExcludeInboundPorts, d.exclude_inbound_ports),
-            include_outbound_ports: proxy(Key::IncludeOutboundPorts, d.include_outbound_ports),
-            exclude_outbound_ports: proxy(Key::ExcludeOutboundPorts, d.exclude_outbound_ports),
-            status_port: proxy(Key::StatusPort, d.status_port),
-            log_level: proxy(Key::LoggingLevel, d.log_level),
-            log_as_json: flag(Key::LogAsJson),
-            cni_enabled: flag(Key::CniEnabled),
-            force_apply_iptables: flag(Key::ForceApplyIptables),
-            native_nftables: flag(Key::NativeNftables),
-            proxy_uid: d.proxy_uid,
-        }
-    }
-}
+use crate::values::traffic::{
+    annotation_or, exclude_inbound_ports, interception_mode, non_empty, optional_ports,
+    virtual_interfaces, TrafficConfig,
+};
+use crate::values::InjectError;
 
 /// The pod's annotations (empty when it has none).
 fn pod_annotations(pod: &Value) -> Map<String, Value> {
@@ -115,77 +22,6 @@ fn pod_annotations(pod: &Value) -> Map<String, Value> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
-}
-
-/// The template's `annotation` helper: the annotation when present, else the default.
-fn annotation_or(annotations: &Map<String, Value>, name: &str, default: &str) -> String {
-    match annotations.get(name) {
-        Some(v) => go_sprint(v),
-        None => default.to_string(),
-    }
-}
-
-/// A non-empty annotation value (the template's `with index .ObjectMeta.Annotations ...`).
-fn non_empty(annotations: &Map<String, Value>, name: &str) -> Option<String> {
-    annotations
-        .get(name)
-        .map(go_sprint)
-        .filter(|s| !s.is_empty())
-}
-
-/// The interception mode of the pod: the annotation, else the ProxyConfig's
-/// (`-m`, `ISTIO_META_INTERCEPTION_MODE`, and the CNI `sidecar.istio.io/interceptionMode` annotation).
-pub fn interception_mode(annotations: &Map<String, Value>, cfg: &TrafficConfig) -> String {
-    non_empty(annotations, INTERCEPTION_MODE).unwrap_or_else(|| cfg.interception_mode.clone())
-}
-
-/// The status port as the template sees it (annotation, else `values.global.proxy.statusPort`).
-pub fn status_port(annotations: &Map<String, Value>, cfg: &TrafficConfig) -> String {
-    annotation_or(annotations, STATUS_PORT, &cfg.status_port)
-}
-
-/// Istio's `excludeInboundPort`: the excluded inbound ports plus the status port, unless that is
-/// 0/empty or already listed.
-pub fn exclude_inbound_ports(annotations: &Map<String, Value>, cfg: &TrafficConfig) -> String {
-    let port = status_port(annotations, cfg);
-    let excluded = annotation_or(
-        annotations,
-        EXCLUDE_INBOUND_PORTS,
-        &cfg.exclude_inbound_ports,
-    );
-    let port = port.trim();
-    if port.is_empty() || port == "0" {
-        return excluded;
-    }
-    let mut out = Vec::new();
-    for p in excluded.split(',') {
-        if p == port {
-            return excluded;
-        }
-        let p = p.trim();
-        if !p.is_empty() {
-            out.push(p);
-        }
-    }
-    out.push(port);
-    out.join(",")
-}
-
-/// A port list given by the annotation or a non-empty value (`-q`/`-o` and their CNI annotations).
-fn optional_ports(annotations: &Map<String, Value>, name: &str, value: &str) -> Option<String> {
-    match annotations.get(name) {
-        Some(v) => Some(go_sprint(v)),
-        None if !value.is_empty() => Some(value.to_string()),
-        None => None,
-    }
-}
-
-/// The reroute-virtual-interfaces list: the new annotation wins over the deprecated kubevirt one.
-fn virtual_interfaces(annotations: &Map<String, Value>) -> Option<String> {
-    annotations
-        .get(REROUTE_VIRTUAL_INTERFACES)
-        .or_else(|| annotations.get(KUBEVIRT_INTERFACES))
-        .map(go_sprint)
 }
 
 /// The `args` of `istio-init` (or, with CNI, `istio-validation`).
@@ -261,7 +97,7 @@ pub fn init_args(pod: &Value, cfg: &TrafficConfig) -> Result<Vec<String>, Inject
             ),
         ),
         ("-k", virtual_interfaces(&annotations)),
-        ("-c", annotations.get(EXCLUDE_INTERFACES).map(go_sprint)),
+        ("-c", annotations.get(EXCLUDE_INTERFACES).map(sprint)),
     ];
     for (flag, value) in optional {
         if let Some(v) = value {
@@ -360,36 +196,15 @@ pub fn cni_annotations(
     out
 }
 
-fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(v, |cur, key| cur.get(key))
-        .filter(|v| !v.is_null())
-}
-
-/// `fmt.Sprint` of a scalar helm value (integers without a fraction, strings as is).
-pub fn go_sprint(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => crate::json::int_text(i),
-            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => {
-                crate::json::int_text(f as i64)
-            }
-            _ => n.to_string(),
-        },
-        Value::Bool(b) => b.to_string(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::values::annotations::STATUS_PORT;
+    use crate::values::helm::Helm;
     use serde_json::json;
 
     #[test]
-    fn go_sprint_prints_numbers_as_go_does() {
+    fn sprint_prints_numbers_as_go_does() {
         for (v, want) in [
             (json!(15020), "15020"),
             (json!(-4), "-4"),
@@ -400,7 +215,7 @@ mod tests {
             (json!("x"), "x"),
             (json!(true), "true"),
         ] {
-            assert_eq!(go_sprint(&v), want, "{v}");
+            assert_eq!(sprint(&v), want, "{v}");
         }
     }
 

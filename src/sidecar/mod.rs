@@ -1,17 +1,35 @@
-//! Everything the `sidecar` template reads, gathered once, and the template pod it renders:
-//! metadata (labels, annotations) and spec (init containers, containers, volumes, pull secrets).
+//! The sidecar's parts: Istio's `sidecar` template as Rust data. [`Render`] gathers what the
+//! template reads; [`render`] builds the partial pod it renders (labels and annotations, init
+//! containers, the proxy container, volumes, pull secrets), each part in its own module.
+
+pub mod capture;
+pub mod init;
+pub mod metadata;
+pub mod proxy;
+pub mod proxy_env;
+pub mod resources;
+pub mod volumes;
 
 use crate::json::Path;
 use crate::json::{put, value};
 use serde_json::{Map, Value};
 
-use super::containers;
-use super::helm::{Helm, Key};
-use super::metadata;
-use super::traffic::{self, go_sprint, TrafficConfig};
-use super::volumes;
-use super::workload::Workload;
-use super::InjectError;
+use crate::go::fmt::sprint;
+use crate::values::helm::{Helm, Key};
+use crate::values::traffic::{self, TrafficConfig};
+use crate::values::workload::Workload;
+use crate::values::InjectError;
+
+/// The injected proxy container.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+/// The init container that sets up traffic capture.
+pub const INIT_CONTAINER: &str = "istio-init";
+/// With CNI, the init container that checks the CNI plugin's capture instead.
+pub const VALIDATION_CONTAINER: &str = "istio-validation";
+/// The pod annotation that replaces the proxy (and init) image.
+const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
+const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+const ENABLE_CORE_DUMP: &str = "sidecar.istio.io/enableCoreDump";
 
 /// The template's inputs (Istio's `SidecarTemplateData`).
 pub struct Render<'a> {
@@ -39,21 +57,21 @@ pub struct Render<'a> {
 impl Render<'_> {
     /// The effective ProxyConfig.
     pub fn pc(&self) -> &Value {
-        super::proxy_config::proxy_config(self.mesh)
+        crate::values::proxy_config::proxy_config(self.mesh)
     }
 
     /// The template's `annotation` helper: the pod annotation if present, else `default`.
     pub fn ann(&self, name: &str, default: &str) -> String {
         self.annotations
             .get(name)
-            .map(go_sprint)
+            .map(sprint)
             .unwrap_or_else(|| default.to_string())
     }
 
     /// `annotation name <helm value at path>`.
     pub fn ann_or_value(&self, name: &str, key: Key) -> String {
         match self.annotations.get(name) {
-            Some(v) => go_sprint(v),
+            Some(v) => sprint(v),
             None => self.helm.text(key),
         }
     }
@@ -76,7 +94,8 @@ impl Render<'_> {
 
     /// `holdApplicationUntilProxyStarts` from the ProxyConfig or the helm values.
     pub fn hold_application(&self) -> bool {
-        super::proxy_config::hold_application(self.pc()) || self.helm.truthy(Key::HoldApplication)
+        crate::values::proxy_config::hold_application(self.pc())
+            || self.helm.truthy(Key::HoldApplication)
     }
 
     /// The pod's app containers (every container but istio-proxy), by name.
@@ -87,7 +106,7 @@ impl Render<'_> {
             .map(|cs| {
                 cs.iter()
                     .filter_map(|c| c.get("name").and_then(Value::as_str))
-                    .filter(|n| *n != "istio-proxy")
+                    .filter(|n| *n != PROXY_CONTAINER)
                     .map(str::to_string)
                     .collect()
             })
@@ -99,6 +118,35 @@ impl Render<'_> {
         let hub = self.helm.str(Key::Hub).unwrap_or("");
         let tag = self.helm.text(Key::Tag);
         [hub, "/", name, ":", &with_image_type(&tag, image_type)].concat()
+    }
+
+    /// The image type suffix: the pod annotation, else the ProxyConfig's `image.imageType`.
+    fn image_type(&self) -> String {
+        self.annotations
+            .get(PROXY_IMAGE_TYPE)
+            .map(sprint)
+            .or_else(|| {
+                self.pc()
+                    .at(&["image", "imageType"])
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    }
+
+    /// `imagePullPolicy`, only when the helm value sets one.
+    fn pull_policy(&self, c: &mut Map<String, Value>) {
+        if let Some(p) = self
+            .helm
+            .str(Key::ImagePullPolicy)
+            .filter(|s| !s.is_empty())
+        {
+            put(c, "imagePullPolicy", value!(p));
+        }
+    }
+
+    fn core_dump_enabled(&self) -> bool {
+        self.ann_or_value(ENABLE_CORE_DUMP, Key::EnableCoreDump) == "true"
     }
 }
 
@@ -125,12 +173,12 @@ fn with_image_type(tag: &str, image_type: &str) -> String {
 pub fn render(r: &Render) -> Result<Value, InjectError> {
     let mut init_containers = Vec::new();
     if r.interception_mode() != "NONE" {
-        init_containers.push(containers::init_container(r)?);
+        init_containers.push(init::init_container(r)?);
     }
-    if let Some(c) = containers::core_dump_container(r)? {
+    if let Some(c) = init::core_dump_container(r)? {
         init_containers.push(c);
     }
-    let proxy = containers::proxy_container(r)?;
+    let proxy = proxy::proxy_container(r)?;
     let mut containers = Vec::new();
     if r.native {
         init_containers.push(proxy);
@@ -178,7 +226,7 @@ fn image_pull_secrets(helm: &Helm) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::injection::{inject, Context};
+    use crate::admission::inject::{inject, Context};
     use crate::settings::Settings;
     use serde_json::json;
 
@@ -355,10 +403,7 @@ mod tests {
         let out = run(&pod(), &Settings::default());
         assert_eq!(
             proxy(&out)["image"],
-            format!(
-                "docker.io/istio/proxyv2:{}",
-                crate::injection::values::DEFAULT_TAG
-            )
+            format!("docker.io/istio/proxyv2:{}", crate::values::DEFAULT_TAG)
         );
     }
 

@@ -1,15 +1,22 @@
-//! The whole admission decision as plain Rust: request in, outcome out.
+//! The answer: the whole admission decision as plain Rust, request in, outcome out (the
+//! revision's decision, then the pod's injection, [`inject`]), and the settings check that
+//! runs every layer's own check ([`validate_settings`]).
 //!
 //! The waPC glue in `lib.rs` and every native caller (tests, benchmarks) go through
 //! [`evaluate`], so what runs natively is what runs in `policy.wasm`.
 
-use crate::json::{self, put, Path};
+pub mod inject;
+mod settings_check;
+
+use crate::json::{self, labels_of, put, Path};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::injection::{self, annotations::SIDECAR_STATUS};
 use crate::revision::{self, Decision};
 use crate::settings::{LookupFailure, Settings};
+use crate::values::annotations::SIDECAR_STATUS;
+
+pub use settings_check::validate_settings;
 
 /// Audit annotation carrying the selection decision (JSON), so operators and `revinject check`
 /// can see which rule matched for every admitted pod.
@@ -153,11 +160,11 @@ pub fn evaluate(request: &Value, settings: &Settings, cluster: &dyn Cluster) -> 
     let Some(pod) = request.get("object") else {
         return outcome;
     };
-    let ctx = injection::Context {
+    let ctx = inject::Context {
         settings,
         namespace: &namespace,
     };
-    finish(outcome, injection::inject(pod, &ctx), |m| m != pod)
+    finish(outcome, inject::inject(pod, &ctx), |m| m != pod)
 }
 
 /// [`evaluate`] of a request the caller hands over (the waPC glue): the pod moves into the
@@ -176,11 +183,11 @@ pub fn evaluate_owned(mut request: Value, settings: &Settings, cluster: &dyn Clu
         .at(&["metadata", "annotations", SIDECAR_STATUS])
         .is_some()
         .then(|| pod.clone());
-    let ctx = injection::Context {
+    let ctx = inject::Context {
         settings,
         namespace: &namespace,
     };
-    finish(outcome, injection::inject_owned(pod, &ctx), |m| {
+    finish(outcome, inject::inject_owned(pod, &ctx), |m| {
         previous.as_ref().is_none_or(|p| m != p)
     })
 }
@@ -188,7 +195,7 @@ pub fn evaluate_owned(mut request: Value, settings: &Settings, cluster: &dyn Clu
 /// The injection's result in the outcome; `changed` tells whether it differs from the pod.
 fn finish(
     mut outcome: Outcome,
-    injected: Result<Value, injection::InjectError>,
+    injected: Result<Value, inject::InjectError>,
     changed: impl FnOnce(&Value) -> bool,
 ) -> Outcome {
     match injected {
@@ -314,21 +321,6 @@ fn namespace_labels(ns: &Value) -> Result<BTreeMap<String, String>, String> {
         Some(_) => return malformed("metadata.labels is not a map of strings"),
     }
     Ok(labels_of(ns))
-}
-
-/// `metadata.labels` of an object as a map; non-string values are ignored.
-pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
-    // Inserted one by one: collecting into a `BTreeMap` links a sort (see `crate::sort`).
-    let mut labels = BTreeMap::new();
-    let entries = object
-        .at(&["metadata", "labels"])
-        .and_then(Value::as_object);
-    for (k, v) in entries.into_iter().flatten() {
-        if let Some(v) = v.as_str() {
-            labels.insert(k.clone(), v.to_string());
-        }
-    }
-    labels
 }
 
 #[cfg(test)]

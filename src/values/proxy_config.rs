@@ -1,14 +1,15 @@
 //! The pod's effective ProxyConfig (mesh `defaultConfig` with the `proxy.istio.io/config`
-//! annotation merged over it) and the `PROXY_CONFIG` env value: protojson of the fields that
-//! differ from Istio's `DefaultProxyConfig()`, as the template's `protoToJSON` prints them.
+//! annotation merged over it) and the `PROXY_CONFIG` env value: the JSON of the fields that
+//! differ from Istio's `DefaultProxyConfig()`, as the template's `protoToJSON` prints them
+//! (golang/protobuf's `jsonpb`).
 
-use crate::json;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
 use super::annotations::PROXY_CONFIG;
-use super::values::merge;
+use super::helm::merge;
 use super::InjectError;
+use crate::go;
 
 /// ProxyConfig fields in the order protojson writes them (declaration order of `proxy.proto`).
 const FIELD_ORDER: &[&str] = &[
@@ -75,7 +76,7 @@ fn parse_annotation(text: &str) -> Result<Value, InjectError> {
             "invalid value '{text}' for annotation '{PROXY_CONFIG}': {e}"
         ))
     };
-    let v = super::proxy_yaml::parse(text).map_err(bad)?;
+    let v = crate::injection::proxy_yaml::parse(text).map_err(bad)?;
     match v {
         Value::Object(_) => Ok(v),
         Value::Null => Ok(Value::Object(Map::new())),
@@ -157,39 +158,23 @@ pub fn proxy_config_env(pc: &Value) -> String {
         let default = DEFAULTS.iter().find(|(d, _)| *d == k).map(|(_, v)| *v);
         !is_zero(k, v) && (default.is_none() || scalar(v).as_deref() != default)
     };
-    let mut fields: Vec<(String, Value)> = Vec::new();
+    let mut fields: Vec<(&str, &Value)> = Vec::new();
     for key in FIELD_ORDER {
         if let Some(v) = obj.get(*key).filter(|v| keep(key, v)) {
-            fields.push(((*key).to_string(), v.clone()));
+            fields.push((key, v));
         }
     }
-    // serde_json maps iterate in key order, which is protojson's order for map entries and
+    // serde_json maps iterate in key order, which is jsonpb's order for map entries and
     // for the fields this list does not know.
     for (k, v) in obj {
         if !FIELD_ORDER.contains(&k.as_str()) && keep(k, v) {
-            fields.push((k.clone(), v.clone()));
+            fields.push((k, v));
         }
     }
-    let mut text = ordered_json(&fields);
+    // jsonpb writes strings with `encoding/json`.
+    let mut text = go::json::object(&fields);
     text.push('\n');
     text
-}
-
-/// A JSON object with its fields in the given order.
-pub fn ordered_json(fields: &[(String, Value)]) -> String {
-    let mut out = Vec::with_capacity(64);
-    out.push(b'{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json::write_str(&mut out, k);
-        out.push(b':');
-        // Writing to a `Vec` cannot fail.
-        let _ = json::write_value(&mut out, v);
-    }
-    out.push(b'}');
-    json::into_text(out)
 }
 
 /// `holdApplicationUntilProxyStarts` of the effective ProxyConfig.
@@ -208,7 +193,7 @@ pub fn proxy_metadata(pc: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), super::traffic::go_sprint(v)))
+                .map(|(k, v)| (k.clone(), go::fmt::sprint(v)))
                 .collect()
         })
         .unwrap_or_default()
@@ -232,6 +217,16 @@ mod tests {
         assert_eq!(
             proxy_config_env(&pc),
             "{\"discoveryAddress\":\"istiod-canary.istio-system.svc:15012\",\"interceptionMode\":\"TPROXY\",\"tracing\":{},\"holdApplicationUntilProxyStarts\":true}\n"
+        );
+    }
+
+    /// jsonpb writes strings and map keys with `encoding/json`, HTML escaping included.
+    #[test]
+    fn strings_are_escaped_as_jsonpb_escapes_them() {
+        let pc = json!({"proxyMetadata": {"A&B": "<x>\u{2029}"}});
+        assert_eq!(
+            proxy_config_env(&pc),
+            "{\"proxyMetadata\":{\"A\\u0026B\":\"\\u003cx\\u003e\\u2029\"}}\n"
         );
     }
 

@@ -1,0 +1,7 @@
+//! Text as Istio's Go code writes and reads it: `encoding/json` ([`json`]: the one string
+//! escaper, struct fields in Go order), `fmt`/`strconv` ([`fmt`]), and Kubernetes'
+//! `resource.Quantity` ([`quantity`]). The lowest layer: it depends on the Pod schema only.
+
+pub mod fmt;
+pub mod json;
+pub mod quantity;
