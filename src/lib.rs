@@ -17,6 +17,7 @@ pub mod sort;
 /// Random requests and invariants for fuzzing (native builds only).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testgen;
+pub mod versions;
 
 /// The waPC entry points. Left out on wasm32-unknown-unknown, where the browser playground
 /// (web/) links the logic without waPC's exports and host imports.
