@@ -1,7 +1,8 @@
 # revision-injector: `make` builds policy.wasm, `make run` replays the bundled fixtures,
 # `make test` is what CI runs. Every target installs what it needs.
 
-CONFORMANCE_DIR ?= ../shared/conformance/istio
+# Every Istio version's golden suite (istio = the main branch, istio-<version> the releases).
+CONFORMANCE_DIRS ?= $(patsubst %/cases.yaml,%,$(wildcard ../shared/conformance/*/cases.yaml))
 # Everyday targets use the dev build of revinject: `cargo test` builds it anyway and the
 # wasmtime/Cranelift crates are optimized in the dev profile (Cargo.toml), whereas a release
 # build of wasmtime under the policy's fat LTO takes many minutes. Benchmarks use the
@@ -48,8 +49,14 @@ unit: policy.wasm
 replay: policy.wasm $(REVINJECT)
 	$(REVINJECT) replay test-data/
 
+# Each suite prints its cases and `N passed, M failed`; every suite runs even when one fails.
 conformance: policy.wasm $(REVINJECT)
-	$(REVINJECT) conformance $(CONFORMANCE_DIR)
+	@test -n "$(CONFORMANCE_DIRS)" || { echo "no conformance suites under ../shared/conformance"; exit 1; }
+	@failed=""; for dir in $(CONFORMANCE_DIRS); do \
+	  echo "== conformance $$dir"; \
+	  $(REVINJECT) conformance $$dir || failed="$$failed $$dir"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "conformance failed in:$$failed"; exit 1; fi
 
 # A short seeded fuzz pass through policy.wasm (docs/reliability.md); failures land in
 # target/fuzz-failures/.

@@ -3,7 +3,7 @@
 //!
 //! The logic lives in plain Rust modules that compile natively and to `wasm32-wasip1`, in
 //! layers that only use the layers below them (docs/architecture.md): `go`, `json`, `schema`,
-//! `selector`, `payload`; `settings`; `values` and `revision`; `sidecar`; `merge`;
+//! `selector`, `payload`; `versions` and `settings`; `values` and `revision`; `sidecar`; `merge`;
 //! `postprocess`; `admission`. [`glue`] is only the waPC glue.
 
 pub mod admission;
@@ -24,6 +24,7 @@ pub mod sidecar;
 #[cfg(feature = "testgen")]
 pub mod testgen;
 pub mod values;
+pub mod versions;
 
 /// The waPC entry points. Left out on wasm32-unknown-unknown, where the browser playground
 /// (web/) links the logic without waPC's exports and host imports.

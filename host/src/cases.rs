@@ -1,15 +1,20 @@
 //! The conformance suite's `cases.yaml`: its cases and the policy settings each one means.
-//!
-//! This file is self-contained (serde_json, serde_yaml, anyhow) so the integration tests can
-//! include it.
 
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
+use revision_injector::versions::{Change, IstioVersion};
+
 /// The settings keys a suite's `defaults` and a case may set; everything the runner adds
 /// (`defaultRevision: true`) is fixed.
-pub const SETTING_KEYS: [&str; 4] = ["revision", "nativeSidecars", "values", "meshConfig"];
+pub const SETTING_KEYS: [&str; 5] = [
+    "istioVersion",
+    "revision",
+    "nativeSidecars",
+    "values",
+    "meshConfig",
+];
 
 /// Case keys that are not settings: what to run and what to expect.
 const CASE_KEYS: [&str; 6] = [
@@ -127,8 +132,8 @@ impl Case {
     }
 
     /// The policy settings this case means: `defaults` deep-merged with the case's own
-    /// settings keys, then `defaultRevision: true`, and for `cni: true`
-    /// `values.pilot.cni = {enabled: true} ⊕ values.cni`.
+    /// settings keys, then `defaultRevision: true`, and for `cni: true` the values key the
+    /// installer of that Istio version writes (see [`cni_values`]).
     pub fn settings(&self, defaults: &Value) -> anyhow::Result<Value> {
         case_settings(defaults, &self.raw)
     }
@@ -164,23 +169,43 @@ pub fn case_settings(defaults: &Value, case: &Value) -> anyhow::Result<Value> {
     }
     settings.insert("defaultRevision".into(), Value::Bool(true));
     if case.get("cni").and_then(Value::as_bool) == Some(true) {
+        let version = match settings.get("istioVersion") {
+            None => IstioVersion::NEWEST,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| anyhow!("{e}"))?,
+        };
         let values = settings
             .entry("values")
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .ok_or_else(|| anyhow!("`values` must be a map"))?;
-        let mut cni = json!({"enabled": true});
-        if let Some(case_cni) = values.get("cni") {
-            cni = deep_merge(cni, case_cni);
-        }
-        let pilot = values.entry("pilot").or_insert_with(|| json!({}));
-        let existing = pilot.get("cni").cloned().unwrap_or_else(|| json!({}));
-        match pilot.as_object_mut() {
-            Some(pilot) => pilot.insert("cni".into(), deep_merge(existing, &cni)),
-            None => bail!("`values.pilot` must be a map"),
-        };
+        cni_values(values, version)?;
     }
     Ok(Value::Object(settings))
+}
+
+/// `components.cni.enabled=true` as Istio's installer writes it into the injector's values.
+/// Up to 1.23 the operator wrote `istio_cni.enabled`; from 1.24 the chart's `cni` values reach
+/// the template as `pilot.cni`, so `{enabled: true} ⊕ values.cni` goes there.
+fn cni_values(values: &mut Map<String, Value>, version: IstioVersion) -> anyhow::Result<()> {
+    if !version.behaviour().has(Change::CniFromPilotOnly) {
+        let existing = values.remove("istio_cni").unwrap_or_else(|| json!({}));
+        values.insert(
+            "istio_cni".into(),
+            deep_merge(existing, &json!({"enabled": true})),
+        );
+        return Ok(());
+    }
+    let mut cni = json!({"enabled": true});
+    if let Some(case_cni) = values.get("cni") {
+        cni = deep_merge(cni, case_cni);
+    }
+    let pilot = values.entry("pilot").or_insert_with(|| json!({}));
+    let existing = pilot.get("cni").cloned().unwrap_or_else(|| json!({}));
+    match pilot.as_object_mut() {
+        Some(pilot) => pilot.insert("cni".into(), deep_merge(existing, &cni)),
+        None => bail!("`values.pilot` must be a map"),
+    };
+    Ok(())
 }
 
 /// Helm-style merge of `overlay` onto `base`: maps merge key by key, anything else

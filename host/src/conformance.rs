@@ -487,15 +487,37 @@ fn rejection_message(response: &AdmissionResponse) -> String {
         .unwrap_or_else(|| "(no message)".to_string())
 }
 
-/// The known-failures list: case name → reason.
-pub fn parse_known_failures(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let (name, reason) = line.split_once('#').unwrap_or((line, ""));
-            let name = name.trim();
-            (!name.is_empty()).then(|| (name.to_string(), reason.trim().to_string()))
-        })
-        .collect()
+/// The known-failures entries of one suite: case name → reason. Each line of the list is
+/// `<suite>/<case> # reason`, the suite named by its directory (`istio`, `istio-1.23.3`), so
+/// one list serves every suite; lines of other suites are skipped. A line that names no suite
+/// is an error, so an entry cannot silently apply to the wrong suite.
+pub fn parse_known_failures(text: &str, suite: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut known = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let (entry, reason) = line.split_once('#').unwrap_or((line, ""));
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let Some((entry_suite, case)) = entry.split_once('/') else {
+            anyhow::bail!(
+                "line {}: {entry:?} names no suite; write `<suite>/<case> # reason`, e.g. `istio/{entry}`",
+                number + 1
+            );
+        };
+        if entry_suite == suite {
+            known.insert(case.to_string(), reason.trim().to_string());
+        }
+    }
+    Ok(known)
+}
+
+/// The name a suite goes by in the known-failures list: its directory's name.
+pub fn suite_name(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The whole run's outcome.
@@ -664,8 +686,10 @@ pub fn run(args: &ConformanceArgs) -> anyhow::Result<bool> {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
+    let name = suite_name(&args.dir);
     let known = match std::fs::read_to_string(&args.known_failures) {
-        Ok(text) => parse_known_failures(&text),
+        Ok(text) => parse_known_failures(&text, &name)
+            .with_context(|| format!("in {}", args.known_failures.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
                 "note: no {} here, so every failing case counts as unexpected",
@@ -677,10 +701,10 @@ pub fn run(args: &ConformanceArgs) -> anyhow::Result<bool> {
             return Err(e).with_context(|| format!("cannot read {}", args.known_failures.display()))
         }
     };
-    for name in known.keys() {
-        if !suite.cases.iter().any(|c| &c.name == name) {
+    for case in known.keys() {
+        if !suite.cases.iter().any(|c| &c.name == case) {
             eprintln!(
-                "note: {} lists {name:?}, which is not a case of {}",
+                "note: {} lists {name}/{case:?}, which is not a case of {}",
                 args.known_failures.display(),
                 suite.dir.display()
             );

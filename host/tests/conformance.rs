@@ -3,8 +3,8 @@
 
 use revinject::cases::{case_settings, deep_merge, Expectation, Suite};
 use revinject::conformance::{
-    json_report, parse_known_failures, run_suite, text_line, text_summary, ConformanceArgs,
-    EngineKind, Evaluation, Evaluator, OutputFormat,
+    json_report, parse_known_failures, run_suite, suite_name, text_line, text_summary,
+    ConformanceArgs, EngineKind, Evaluation, Evaluator, OutputFormat,
 };
 use revinject::normalize::{differences, normalize_pod, Quantity};
 use revinject::patch::{AdmissionResponse, ValidationResponse};
@@ -245,6 +245,22 @@ fn cni_enables_pilot_cni_merged_with_the_case_cni_values() {
 }
 
 #[test]
+fn cni_up_to_istio_1_23_is_the_operators_istio_cni_value() {
+    let case = json!({"cni": true, "istioVersion": "1.23.3", "values": {"istio_cni": {"provider": "default"}}});
+    let settings = case_settings(&defaults(), &case).unwrap();
+    assert_eq!(
+        settings["values"]["istio_cni"],
+        json!({"enabled": true, "provider": "default"})
+    );
+    assert!(settings["values"].get("pilot").is_none(), "{settings}");
+    let newer = json!({"cni": true, "istioVersion": "1.24"});
+    let settings = case_settings(&defaults(), &newer).unwrap();
+    assert_eq!(settings["values"]["pilot"]["cni"]["enabled"], true);
+    let bad = json!({"cni": true, "istioVersion": "1.31"});
+    assert!(case_settings(&defaults(), &bad).is_err());
+}
+
+#[test]
 fn suite_parsing_checks_expectations_and_warns_about_unknown_keys() {
     let dir = Path::new("/suite");
     let (suite, warnings) = Suite::parse(
@@ -384,7 +400,8 @@ fn the_namespace_is_labelled_for_the_revision() {
 
 #[test]
 fn known_failures_list_names_and_reasons() {
-    let known = parse_known_failures("a # proxy env differs\n\n# a comment\n  b  \nc#x\n");
+    let text = "istio/a # proxy env differs\n\n# a comment\n  istio/b  \nistio/c#x\nistio-1.23.3/a # other\n";
+    let known = parse_known_failures(text, "istio").unwrap();
     assert_eq!(
         known,
         BTreeMap::from([
@@ -393,6 +410,30 @@ fn known_failures_list_names_and_reasons() {
             ("c".to_string(), "x".to_string()),
         ])
     );
+    let old = parse_known_failures(text, "istio-1.23.3").unwrap();
+    assert_eq!(
+        old,
+        BTreeMap::from([("a".to_string(), "other".to_string())])
+    );
+    assert!(parse_known_failures(text, "istio-1.25.5")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_known_failure_without_its_suite_is_an_error_naming_the_line() {
+    let e = parse_known_failures("istio/a # ok\nhello # env differs\n", "istio").unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("line 2") && e.contains("names no suite"), "{e}");
+}
+
+#[test]
+fn suites_are_named_by_their_directory() {
+    assert_eq!(
+        suite_name(Path::new("/x/conformance/istio-1.23.3")),
+        "istio-1.23.3"
+    );
+    assert_eq!(suite_name(Path::new("/x/conformance/istio/")), "istio");
 }
 
 // ---- the runner, end to end, on a small suite written to a temporary directory ----
@@ -663,7 +704,11 @@ fn a_patch_that_is_not_the_mutated_object_fails_the_round_trip() {
 fn known_failures_are_counted_as_failed_and_must_shrink() {
     let suite_dir = TempSuite::new("known");
     let (suite, _) = Suite::load(&suite_dir.0).unwrap();
-    let known = parse_known_failures("hello # env differs\nbad-annotation # not rejected yet\n");
+    let known = parse_known_failures(
+        "known/hello # env differs\nknown/bad-annotation # not rejected yet\n",
+        "known",
+    )
+    .unwrap();
     let mut policy = FakePolicy::new(Behaviour::WrongEnv, &suite_dir);
     let report = run_suite(&suite, &args(&suite_dir.0), &known, &mut policy).unwrap();
     assert!(report.unexpected.is_empty());
@@ -677,7 +722,7 @@ fn known_failures_are_counted_as_failed_and_must_shrink() {
         Some("1 passed, 1 failed")
     );
 
-    let only_hello = parse_known_failures("hello # env differs\n");
+    let only_hello = parse_known_failures("known/hello # env differs\n", "known").unwrap();
     let mut policy = FakePolicy::new(Behaviour::WrongEnv, &suite_dir);
     let report = run_suite(&suite, &args(&suite_dir.0), &only_hello, &mut policy).unwrap();
     assert!(report.ok());
