@@ -1,6 +1,6 @@
 //! The conformance suite's `cases.yaml`: its cases and the policy settings each one means.
 //!
-//! This file is self-contained (serde_json, serde_yaml, anyhow) so the integration tests can
+//! This file is self-contained (serde_json, serde_norway, anyhow) so the integration tests can
 //! include it.
 
 use anyhow::{anyhow, bail, Context as _};
@@ -59,7 +59,7 @@ impl Suite {
     }
 
     pub fn parse(dir: &Path, text: &str) -> anyhow::Result<(Suite, Vec<String>)> {
-        let doc: Value = serde_yaml::from_str(text).context("not valid YAML")?;
+        let doc: Value = serde_norway::from_str(text).context("not valid YAML")?;
         let defaults = doc.get("defaults").cloned().unwrap_or_else(|| json!({}));
         if !defaults.is_object() {
             bail!("`defaults` must be a map");
