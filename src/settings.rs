@@ -1,15 +1,13 @@
 //! Policy settings: one struct for the whole policy.
 //!
 //! Unknown keys are rejected (`deny_unknown_fields`) so that a typo in an injector's
-//! configuration fails `validate_settings` instead of silently changing behaviour.
-//!
-//! [`Settings::from_value`] reads them with the hand-written reader in `read`, on every
-//! request; the derived `Deserialize` stays as the reference that reader is tested against.
+//! configuration fails `validate_settings` instead of silently changing behaviour. A new
+//! setting is one field of [`Settings`]: its doc comment, its `#[default(..)]` when that is
+//! not the type's default, and a line in the README's table.
 
 use crate::json::Path;
 use serde::{Deserialize, Serialize};
-
-mod read;
+use smart_default::SmartDefault;
 
 use crate::selector::LabelSelector;
 
@@ -41,7 +39,7 @@ pub enum LookupFailure {
     Skip,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Settings {
     /// The control plane revision this policy instance injects for ("" or `default`: the default revision).
@@ -52,17 +50,28 @@ pub struct Settings {
     pub default_revision: bool,
     /// Inject pods in unlabelled namespaces (Istio's `auto` webhook, default revision only).
     pub enable_namespaces_by_default: bool,
+    /// `global.proxy.autoInject`: whether selected pods that say nothing are injected.
     pub policy: InjectPolicy,
+    /// Pods matching one of these are not injected (unless they opt in explicitly).
     pub never_inject_selector: Vec<LabelSelector>,
+    /// Pods matching one of these are injected (unless they opt out explicitly).
     pub always_inject_selector: Vec<LabelSelector>,
+    /// Namespaces never injected.
+    #[default(DEFAULT_IGNORED_NAMESPACES.map(String::from).to_vec())]
     pub ignored_namespaces: Vec<String>,
+    /// Where istiod runs (`CA_ADDR`, `discoveryAddress`).
+    #[default("istio-system")]
     pub istio_namespace: String,
+    /// What to do when the pod's Namespace cannot be read.
     pub namespace_lookup_failure: LookupFailure,
     /// Native sidecars (`initContainers` with `restartPolicy: Always`); Istio's default on Kubernetes >= 1.33.
+    #[default(true)]
     pub native_sidecars: bool,
     /// Istio helm values read by the sidecar template (same key paths as Istio's chart).
+    #[default(serde_json::Value::Object(Default::default()))]
     pub values: serde_json::Value,
     /// Istio MeshConfig fields (camelCase, as in istio.io/api).
+    #[default(serde_json::Value::Object(Default::default()))]
     pub mesh_config: serde_json::Value,
     /// Per-pod override annotations pods may use (absent: all of them, as in Istio); a pod
     /// using another one is rejected. See `injection::override_policy`.
@@ -70,37 +79,20 @@ pub struct Settings {
     pub allowed_override_annotations: Option<Vec<String>>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            revision: String::new(),
-            tags: Vec::new(),
-            default_revision: false,
-            enable_namespaces_by_default: false,
-            policy: InjectPolicy::Enabled,
-            never_inject_selector: Vec::new(),
-            always_inject_selector: Vec::new(),
-            ignored_namespaces: DEFAULT_IGNORED_NAMESPACES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            istio_namespace: "istio-system".to_string(),
-            namespace_lookup_failure: LookupFailure::Reject,
-            native_sidecars: true,
-            values: serde_json::Value::Object(Default::default()),
-            mesh_config: serde_json::Value::Object(Default::default()),
-            allowed_override_annotations: None,
-        }
-    }
-}
-
 impl Settings {
     /// Parse settings from JSON, as policy-server hands them over (`null` means all defaults).
+    /// Errors name the key: ``invalid settings: tags[1]: invalid type: integer `2`, expected
+    /// a string``, ``invalid settings: revison: unknown field `revison`, expected one of ..``.
     pub fn from_value(value: &serde_json::Value) -> Result<Settings, String> {
         if value.is_null() {
             return Ok(Settings::default());
         }
-        let mut settings = read::settings(value).map_err(|e| format!("invalid settings: {e}"))?;
+        // serde would also take a struct written as a list, its fields by position.
+        if !value.is_object() {
+            return Err("invalid settings: expected a map of settings".into());
+        }
+        let mut settings: Settings = serde_path_to_error::deserialize(value)
+            .map_err(|e| format!("invalid settings: {e}"))?;
         settings.fold_injector_values()?;
         Ok(settings)
     }
@@ -167,16 +159,15 @@ type InjectorValues = (Option<InjectPolicy>, Vec<LabelSelector>, Vec<LabelSelect
 fn injector_values(values: &serde_json::Value) -> Result<InjectorValues, String> {
     let policy = match values.at(&["global", "proxy", "autoInject"]) {
         None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(read::inject_policy(v).map_err(|e| {
+        Some(v) => Some(InjectPolicy::deserialize(v).map_err(|e| {
             format!("values.global.proxy.autoInject: {e} (expected enabled or disabled)")
         })?),
     };
     let selectors = |key: &str| -> Result<Vec<LabelSelector>, String> {
         match values.at(&["sidecarInjectorWebhook", key]) {
             None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-            Some(v) => {
-                read::selectors(v).map_err(|e| format!("values.sidecarInjectorWebhook.{key}: {e}"))
-            }
+            Some(v) => serde_path_to_error::deserialize(v)
+                .map_err(|e| format!("values.sidecarInjectorWebhook.{key}: {e}")),
         }
     };
     Ok((
@@ -235,6 +226,70 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Settings::from_value(&json!({"revison": "canary"})).unwrap_err();
         assert!(err.contains("revison"), "{err}");
+    }
+
+    #[test]
+    fn messages_name_the_key_and_what_was_expected() {
+        let cases = [
+            (
+                json!({"revison": "canary"}),
+                "invalid settings: revison: unknown field `revison`, expected one of `revision`, `tags`",
+            ),
+            (
+                json!({"revision": 5}),
+                "invalid settings: revision: invalid type: integer `5`, expected a string",
+            ),
+            (
+                json!({"tags": ["a", 2]}),
+                "invalid settings: tags[1]: invalid type: integer `2`, expected a string",
+            ),
+            (
+                json!({"nativeSidecars": "yes"}),
+                "invalid settings: nativeSidecars: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                json!({"namespaceLookupFailure": "fail"}),
+                "invalid settings: namespaceLookupFailure: unknown variant `fail`, expected `reject` or `skip`",
+            ),
+            (
+                json!({"neverInjectSelector": [{"matchExpressions": [{"key": "k", "operator": "in"}]}]}),
+                "invalid settings: neverInjectSelector[0].matchExpressions[0].operator: unknown variant `in`",
+            ),
+            (
+                json!({"alwaysInjectSelector": [{"matchLabel": {}}]}),
+                "invalid settings: alwaysInjectSelector[0].matchLabel: unknown field `matchLabel`, expected `matchLabels` or `matchExpressions`",
+            ),
+            (
+                json!({"neverInjectSelector": [{"matchExpressions": [{"operator": "Exists"}]}]}),
+                "invalid settings: neverInjectSelector[0].matchExpressions[0]: missing field `key`",
+            ),
+            (
+                json!({"values": {"sidecarInjectorWebhook": {"alwaysInjectSelector": [{"matchLabels": {"a": 1}}]}}}),
+                "values.sidecarInjectorWebhook.alwaysInjectSelector: [0].matchLabels.a: invalid type: integer `1`, expected a string",
+            ),
+            (json!(["canary"]), "invalid settings: expected a map of settings"),
+        ];
+        for (v, message) in cases {
+            let err = Settings::from_value(&v).unwrap_err();
+            assert!(err.starts_with(message), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::from_value(&json!({})).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.ignored_namespaces, DEFAULT_IGNORED_NAMESPACES);
+        assert_eq!(
+            (s.native_sidecars, s.policy, s.namespace_lookup_failure),
+            (true, InjectPolicy::Enabled, LookupFailure::Reject)
+        );
+        assert_eq!((s.values, s.mesh_config), (json!({}), json!({})));
+        assert_eq!(s.allowed_override_annotations, None);
+        // `null` is not an absent key.
+        assert!(Settings::from_value(&json!({"revision": null})).is_err());
+        let s = Settings::from_value(&json!({"allowedOverrideAnnotations": null})).unwrap();
+        assert_eq!(s.allowed_override_annotations, None);
     }
 
     #[test]

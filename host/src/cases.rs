@@ -64,7 +64,7 @@ impl Suite {
     }
 
     pub fn parse(dir: &Path, text: &str) -> anyhow::Result<(Suite, Vec<String>)> {
-        let doc: Value = serde_yaml::from_str(text).context("not valid YAML")?;
+        let doc: Value = serde_norway::from_str(text).context("not valid YAML")?;
         let defaults = doc.get("defaults").cloned().unwrap_or_else(|| json!({}));
         if !defaults.is_object() {
             bail!("`defaults` must be a map");

@@ -318,7 +318,7 @@ fn subject(args: &CheckArgs) -> anyhow::Result<(Value, Value)> {
     };
     let (ns_name, ns_labels) = match &args.namespace_file {
         Some(path) => {
-            let doc: Value = serde_yaml::from_str(&read_yaml(path)?)
+            let doc: Value = serde_norway::from_str(&read_yaml(path)?)
                 .with_context(|| format!("{} is not valid YAML", path.display()))?;
             if doc.get("kind").and_then(Value::as_str) != Some("Namespace") {
                 bail!("{} is not a Namespace manifest", path.display());

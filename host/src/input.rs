@@ -9,7 +9,7 @@ use std::path::Path;
 fn parse_document(text: &str) -> anyhow::Result<Value> {
     match serde_json::from_str(text) {
         Ok(v) => Ok(v),
-        Err(json_err) => serde_yaml::from_str(text)
+        Err(json_err) => serde_norway::from_str(text)
             .map_err(|_| anyhow::anyhow!("neither JSON ({json_err}) nor YAML")),
     }
 }

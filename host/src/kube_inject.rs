@@ -119,7 +119,7 @@ impl<'a> Injector<'a> {
                 .document(&document, &label, &mut out)
                 .with_context(|| describe(&label, &document))?;
             rendered.push(
-                serde_yaml::to_string(&result)
+                serde_norway::to_string(&result)
                     .with_context(|| format!("{label}: cannot write it as YAML"))?,
             );
         }
@@ -129,20 +129,20 @@ impl<'a> Injector<'a> {
 
     fn document(
         &self,
-        document: &serde_yaml::Value,
+        document: &serde_norway::Value,
         label: &str,
         out: &mut Injected,
-    ) -> anyhow::Result<serde_yaml::Value> {
-        let serde_yaml::Value::Mapping(map) = document else {
+    ) -> anyhow::Result<serde_norway::Value> {
+        let serde_norway::Value::Mapping(map) = document else {
             bail!("not a Kubernetes object (a map)");
         };
         let kind = map
             .get("kind")
-            .and_then(serde_yaml::Value::as_str)
+            .and_then(serde_norway::Value::as_str)
             .unwrap_or("");
         if kind == "List" {
             let mut list = document.clone();
-            if let Some(serde_yaml::Value::Sequence(items)) = list.get_mut("items") {
+            if let Some(serde_norway::Value::Sequence(items)) = list.get_mut("items") {
                 for (i, item) in items.iter_mut().enumerate() {
                     let item_label = format!("{label} item {}", i + 1);
                     *item = self
@@ -206,12 +206,12 @@ impl<'a> Injector<'a> {
 }
 
 /// "document 2 (Deployment web)" for error messages.
-fn describe(label: &str, document: &serde_yaml::Value) -> String {
-    let kind = document.get("kind").and_then(serde_yaml::Value::as_str);
+fn describe(label: &str, document: &serde_norway::Value) -> String {
+    let kind = document.get("kind").and_then(serde_norway::Value::as_str);
     let name = document
         .get("metadata")
         .and_then(|m| m.get("name"))
-        .and_then(serde_yaml::Value::as_str);
+        .and_then(serde_norway::Value::as_str);
     match (kind, name) {
         (Some(k), Some(n)) => format!("{label} ({k} {n})"),
         (Some(k), None) => format!("{label} ({k})"),
@@ -271,11 +271,11 @@ fn put_back(doc: &Value, patched: &Value) -> anyhow::Result<Value> {
 
 /// `new` as YAML, with the key order of `original` wherever a map exists in both (new keys
 /// follow, sorted) and `original`'s own scalars where the value did not change.
-pub fn reorder_like(original: &serde_yaml::Value, new: &Value) -> serde_yaml::Value {
-    use serde_yaml::Value as Y;
+pub fn reorder_like(original: &serde_norway::Value, new: &Value) -> serde_norway::Value {
+    use serde_norway::Value as Y;
     match (original, new) {
         (Y::Mapping(old), Value::Object(new_map)) => {
-            let mut out = serde_yaml::Mapping::new();
+            let mut out = serde_norway::Mapping::new();
             for (k, v) in old {
                 if let Some(nv) = k.as_str().and_then(|key| new_map.get(key)) {
                     out.insert(k.clone(), reorder_like(v, nv));
@@ -303,14 +303,14 @@ pub fn reorder_like(original: &serde_yaml::Value, new: &Value) -> serde_yaml::Va
     }
 }
 
-fn to_yaml(v: &Value) -> serde_yaml::Value {
-    serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null)
+fn to_yaml(v: &Value) -> serde_norway::Value {
+    serde_norway::to_value(v).unwrap_or(serde_norway::Value::Null)
 }
 
 /// The non-empty documents of a manifest with their 1-based index: a stream of JSON values
 /// when the text starts with `{` or `[`, otherwise YAML documents separated by `---` lines
 /// (parts holding only blank lines and comments are not documents and are not counted).
-pub fn parse_documents(text: &str) -> anyhow::Result<Vec<(usize, serde_yaml::Value)>> {
+pub fn parse_documents(text: &str) -> anyhow::Result<Vec<(usize, serde_norway::Value)>> {
     let trimmed = text.trim_start();
     let mut out = Vec::new();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -328,7 +328,7 @@ pub fn parse_documents(text: &str) -> anyhow::Result<Vec<(usize, serde_yaml::Val
             .any(|l| !l.is_empty() && !l.starts_with('#'))
     });
     for (i, part) in meaningful.enumerate() {
-        let value: serde_yaml::Value = serde_yaml::from_str(part)
+        let value: serde_norway::Value = serde_norway::from_str(part)
             .map_err(|e| anyhow!("document {}: invalid YAML: {e}", i + 1))?;
         if !value.is_null() {
             out.push((i + 1, value));
@@ -466,10 +466,10 @@ mod tests {
 
     #[test]
     fn reorder_keeps_original_order_and_appends_new_keys() {
-        let original: serde_yaml::Value =
-            serde_yaml::from_str("z: 1\na: x\nm: {q: 1, b: 2}\n").unwrap();
+        let original: serde_norway::Value =
+            serde_norway::from_str("z: 1\na: x\nm: {q: 1, b: 2}\n").unwrap();
         let new = json!({"a": "x", "m": {"b": 3, "q": 1, "c": 4}, "z": 1, "new": true});
-        let out = serde_yaml::to_string(&reorder_like(&original, &new)).unwrap();
+        let out = serde_norway::to_string(&reorder_like(&original, &new)).unwrap();
         assert_eq!(out, "z: 1\na: x\nm:\n  q: 1\n  b: 3\n  c: 4\nnew: true\n");
     }
 

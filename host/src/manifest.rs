@@ -201,7 +201,7 @@ const KEY_ORDER: [&str; 12] = [
 ];
 
 /// `value` as YAML with [`KEY_ORDER`] applied to every map (settings are left as given).
-fn ordered(value: &Value) -> serde_yaml::Value {
+fn ordered(value: &Value) -> serde_norway::Value {
     match value {
         Value::Object(map) => {
             let rank = |k: &str| {
@@ -212,19 +212,19 @@ fn ordered(value: &Value) -> serde_yaml::Value {
             };
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|(a, _), (b, _)| (rank(a), *a).cmp(&(rank(b), *b)));
-            let mut out = serde_yaml::Mapping::new();
+            let mut out = serde_norway::Mapping::new();
             for (k, v) in entries {
                 let v = if k == "settings" {
-                    serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null)
+                    serde_norway::to_value(v).unwrap_or(serde_norway::Value::Null)
                 } else {
                     ordered(v)
                 };
-                out.insert(serde_yaml::Value::String(k.clone()), v);
+                out.insert(serde_norway::Value::String(k.clone()), v);
             }
-            serde_yaml::Value::Mapping(out)
+            serde_norway::Value::Mapping(out)
         }
-        Value::Array(items) => serde_yaml::Value::Sequence(items.iter().map(ordered).collect()),
-        other => serde_yaml::to_value(other).unwrap_or(serde_yaml::Value::Null),
+        Value::Array(items) => serde_norway::Value::Sequence(items.iter().map(ordered).collect()),
+        other => serde_norway::to_value(other).unwrap_or(serde_norway::Value::Null),
     }
 }
 
@@ -232,11 +232,11 @@ fn ordered(value: &Value) -> serde_yaml::Value {
 pub fn render(args: &ManifestArgs) -> anyhow::Result<String> {
     let settings = settings_from(args)?;
     let policy = cluster_admission_policy(&settings, &args.module)?;
-    let mut out = serde_yaml::to_string(&ordered(&policy))?;
+    let mut out = serde_norway::to_string(&ordered(&policy))?;
     if args.policy_server {
         out.push_str("---\n");
         let entry = policy_server_entry(&settings, &args.module)?;
-        out.push_str(&serde_yaml::to_string(&ordered(&entry))?);
+        out.push_str(&serde_norway::to_string(&ordered(&entry))?);
     }
     Ok(out)
 }

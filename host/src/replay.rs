@@ -126,7 +126,7 @@ pub fn discover(root: &Path) -> anyhow::Result<Vec<Case>> {
         };
         let text = std::fs::read_to_string(&manifest_path)
             .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-        let manifest: Manifest = serde_yaml::from_str(&text)
+        let manifest: Manifest = serde_norway::from_str(&text)
             .with_context(|| format!("invalid case manifest {}", manifest_path.display()))?;
         if manifest.cases.is_empty() {
             cases.push(Case {

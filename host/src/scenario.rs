@@ -263,7 +263,7 @@ impl Scenario {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Scenario> {
-        let scenario: Scenario = serde_yaml::from_str(text)?;
+        let scenario: Scenario = serde_norway::from_str(text)?;
         scenario.check()?;
         Ok(scenario)
     }

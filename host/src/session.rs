@@ -125,14 +125,14 @@ impl Session {
     }
 
     pub fn parse(yaml: &str) -> anyhow::Result<Session> {
-        let exchanges: Option<Vec<Exchange>> = serde_yaml::from_str(yaml)
+        let exchanges: Option<Vec<Exchange>> = serde_norway::from_str(yaml)
             .map_err(|e| anyhow!("not a list of `type: Exchange` entries: {e}"))?;
         let exchanges = exchanges
             .unwrap_or_default()
             .into_iter()
             .enumerate()
             .map(|(i, exchange)| {
-                let request: CallbackRequest = serde_yaml::from_str(&exchange.request)
+                let request: CallbackRequest = serde_norway::from_str(&exchange.request)
                     .map_err(|e| anyhow!("exchange {i}: unsupported request: {e}"))?;
                 let answer = match exchange.response {
                     Response::Success { payload } => {
@@ -158,7 +158,7 @@ impl Session {
             .iter()
             .map(|(request, answer)| {
                 Ok(Exchange {
-                    request: serde_yaml::to_string(request)?,
+                    request: serde_norway::to_string(request)?,
                     response: match answer {
                         Answer::Success(v) => Response::Success {
                             payload: serde_json::to_string(v)?,
@@ -168,7 +168,7 @@ impl Session {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(serde_yaml::to_string(&entries)?)
+        Ok(serde_norway::to_string(&entries)?)
     }
 
     /// The next recorded answer, if `request` is the next recorded request.

@@ -2,7 +2,7 @@
 //! (`splitYamlFile`, `objectToPod`, `simulateOwnerRef`, `runWebhook`), as the conformance
 //! suite's README ("From an input file to AdmissionRequests") describes.
 //!
-//! This file is self-contained (serde_json, serde_yaml, anyhow) so the integration tests can
+//! This file is self-contained (serde_json, serde_norway, anyhow) so the integration tests can
 //! include it.
 
 use anyhow::{anyhow, bail, Context as _};
@@ -28,7 +28,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub fn workload_documents(text: &str) -> anyhow::Result<Vec<Value>> {
     let mut documents = Vec::new();
     for (index, part) in text.split("\n---").enumerate() {
-        let document: Value = serde_yaml::from_str(part)
+        let document: Value = serde_norway::from_str(part)
             .with_context(|| format!("document {} is not valid YAML", index + 1))?;
         if document.is_null() {
             continue;

@@ -25,7 +25,7 @@ impl FieldError {
 
 /// YAML (or JSON, which YAML reads too) into a JSON value.
 fn parse_yaml(field: &str, text: &str) -> Result<Value, FieldError> {
-    serde_yaml::from_str::<Value>(text)
+    serde_norway::from_str::<Value>(text)
         .map_err(|e| FieldError::new(field, format!("not valid YAML: {e}")))
 }
 
@@ -47,7 +47,7 @@ pub fn settings(field: &str, text: &str) -> Result<(Value, Settings), FieldError
 /// new lines (`istio.io/rev=canary`), as `revinject check --namespace-labels` takes them.
 pub fn labels(field: &str, text: &str) -> Result<BTreeMap<String, String>, FieldError> {
     let mut out = BTreeMap::new();
-    let pairs: Vec<(String, String)> = match serde_yaml::from_str::<Value>(text) {
+    let pairs: Vec<(String, String)> = match serde_norway::from_str::<Value>(text) {
         Ok(Value::Null) => Vec::new(),
         Ok(Value::Object(map)) => map
             .into_iter()

@@ -157,7 +157,7 @@ pub fn evaluate(request: &Request) -> Response {
     Response {
         errors,
         namespace,
-        pod: serde_yaml::to_string(&pod).ok(),
+        pod: serde_norway::to_string(&pod).ok(),
         revisions,
         injected_by,
         notes,
@@ -211,7 +211,7 @@ fn verdict(revision: &str, pod: &Value, outcome: &admission::Outcome) -> Verdict
         allowed: outcome.accepted,
         reason,
         warnings: outcome.warnings.clone(),
-        injected_pod: mutated.and_then(|m| serde_yaml::to_string(m).ok()),
+        injected_pod: mutated.and_then(|m| serde_norway::to_string(m).ok()),
         patch: mutated.and_then(|m| serde_json::to_value(json_patch::diff(pod, m)).ok()),
     }
 }

@@ -9,7 +9,7 @@ const REQUEST_POD_REV: &str = include_str!("../../test-data/canary/request-pod-r
 
 fn pod_yaml(review: &str) -> String {
     let review: Value = serde_json::from_str(review).unwrap();
-    serde_yaml::to_string(&review["request"]["object"]).unwrap()
+    serde_norway::to_string(&review["request"]["object"]).unwrap()
 }
 
 fn run(labels: &str, pod: &str) -> Value {
@@ -50,12 +50,12 @@ fn relabelled_namespace_moves_the_pod_to_the_new_revision() {
     assert!(old["injectedPod"].is_null() && old["patch"].is_null());
 
     // The patch takes the pod to the injected pod, and the injected pod names the revision.
-    let injected: Value = serde_yaml::from_str(new["injectedPod"].as_str().unwrap()).unwrap();
+    let injected: Value = serde_norway::from_str(new["injectedPod"].as_str().unwrap()).unwrap();
     assert_eq!(
         injected.pointer("/metadata/annotations/istio.io~1rev"),
         Some(&json!("asm-1234-1"))
     );
-    let mut patched: Value = serde_yaml::from_str(out["pod"].as_str().unwrap()).unwrap();
+    let mut patched: Value = serde_norway::from_str(out["pod"].as_str().unwrap()).unwrap();
     let patch: json_patch::Patch = serde_json::from_value(new["patch"].clone()).unwrap();
     json_patch::patch(&mut patched, &patch).unwrap();
     assert_eq!(patched, injected);
