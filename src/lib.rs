@@ -9,7 +9,6 @@
 pub mod admission;
 pub mod allocator;
 pub mod go;
-pub mod injection;
 pub mod json;
 pub mod merge;
 pub mod payload;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use smart_default::SmartDefault;
 
 use crate::selector::LabelSelector;
+use crate::versions::{Behaviour, Change, IstioVersion};
 
 /// Istio's default list of namespaces the injector never touches.
 pub const DEFAULT_IGNORED_NAMESPACES: [&str; 4] = [
@@ -64,9 +65,13 @@ pub struct Settings {
     pub istio_namespace: String,
     /// What to do when the pod's Namespace cannot be read.
     pub namespace_lookup_failure: LookupFailure,
-    /// Native sidecars (`initContainers` with `restartPolicy: Always`); Istio's default on Kubernetes >= 1.33.
-    #[default(true)]
-    pub native_sidecars: bool,
+    /// The Istio version whose injector this revision reproduces (`"1.23"` or `"1.23.3"`);
+    /// absent: the newest supported, Istio's main branch.
+    pub istio_version: IstioVersion,
+    /// Native sidecars (`initContainers` with `restartPolicy: Always`). Absent: that version's
+    /// istiod default (off up to 1.26; from 1.27 on, as istiod decides for Kubernetes >= 1.33).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_sidecars: Option<bool>,
     /// Istio helm values read by the sidecar template (same key paths as Istio's chart).
     #[default(serde_json::Value::Object(Default::default()))]
     pub values: serde_json::Value,
@@ -109,6 +114,17 @@ impl Settings {
         self.never_inject_selector.extend(never);
         self.always_inject_selector.extend(always);
         Ok(())
+    }
+
+    /// What the injector of [`Settings::istio_version`] does.
+    pub fn behaviour(&self) -> Behaviour {
+        self.istio_version.behaviour()
+    }
+
+    /// Native sidecar mode when the pod says nothing: the setting, else the version's default.
+    pub fn native_sidecars(&self) -> bool {
+        self.native_sidecars
+            .unwrap_or_else(|| self.behaviour().has(Change::NativeSidecarDefault))
     }
 
     /// The revision name as Istio writes it in annotations (`default` for the default revision).
@@ -281,7 +297,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.ignored_namespaces, DEFAULT_IGNORED_NAMESPACES);
         assert_eq!(
-            (s.native_sidecars, s.policy, s.namespace_lookup_failure),
+            (s.native_sidecars(), s.policy, s.namespace_lookup_failure),
             (true, InjectPolicy::Enabled, LookupFailure::Reject)
         );
         assert_eq!((s.values, s.mesh_config), (json!({}), json!({})));

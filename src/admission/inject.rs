@@ -59,8 +59,8 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         return Err(InjectError("the pod is not a JSON object".into()));
     }
     let annotations = meta_map(&pod, "annotations");
-    annotations::validate(&annotations)?;
     let effective = values::effective(ctx.settings);
+    annotations::validate(&annotations, effective.behaviour)?;
     let (helm, mesh) = (&effective.helm, &effective.mesh);
     let pod_mesh = proxy_config::apply_pod_proxy_config(mesh, &annotations)?;
     let status_port = mesh
@@ -94,6 +94,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         workload: &workload,
         revision: ctx.settings.revision_name(),
         native: native_mode(&annotations, ctx.settings),
+        behaviour: effective.behaviour,
         traffic,
         default_resources: &effective.proxy_resources,
         proxy_config_env,
@@ -117,6 +118,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         status,
         tproxy,
         hold,
+        behaviour: effective.behaviour,
     };
     postprocess::run(&mut out, inputs)?;
     Ok(out)
@@ -126,6 +128,6 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
 fn native_mode(annotations: &Map<String, Value>, settings: &Settings) -> bool {
     match annotations.get(NATIVE_SIDECAR) {
         Some(v) => v.as_str() == Some("true"),
-        None => settings.native_sidecars,
+        None => settings.native_sidecars(),
     }
 }

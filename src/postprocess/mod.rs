@@ -12,6 +12,7 @@ pub mod status;
 
 use crate::json::value;
 use crate::json::Path;
+use crate::versions::Behaviour;
 use serde_json::{Map, Value};
 
 use crate::json::meta_map;
@@ -40,6 +41,8 @@ pub struct Inputs<'a> {
     pub tproxy: bool,
     /// The proxy holds the application until it is ready (it goes first).
     pub hold: bool,
+    /// What the settings' Istio version does.
+    pub behaviour: Behaviour,
 }
 
 /// Post-process the pod the template was merged into.

@@ -200,7 +200,7 @@ pub fn cni_annotations(
 mod tests {
     use super::*;
     use crate::values::annotations::STATUS_PORT;
-    use crate::values::helm::Helm;
+    use crate::values::helm::{Helm, Install};
     use serde_json::json;
 
     #[test]
@@ -220,7 +220,7 @@ mod tests {
     }
 
     fn helm(values: &Value) -> Helm {
-        Helm::new(values, "istio-system", "")
+        Helm::new(values, &Install::default())
     }
 
     fn pod(annotations: Value) -> Value {

@@ -19,6 +19,7 @@ use crate::values::helm::{Helm, Key};
 use crate::values::traffic::{self, TrafficConfig};
 use crate::values::workload::Workload;
 use crate::values::InjectError;
+use crate::versions::Behaviour;
 
 /// The injected proxy container.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
@@ -46,6 +47,8 @@ pub struct Render<'a> {
     pub revision: &'a str,
     /// Native sidecar mode: istio-proxy is an init container with `restartPolicy: Always`.
     pub native: bool,
+    /// What the settings' Istio version renders (`crate::versions`).
+    pub behaviour: Behaviour,
     pub traffic: &'a TrafficConfig,
     /// `values.global.proxy.resources`, canonical (or why it is not valid).
     pub default_resources: &'a Result<Value, String>,
@@ -330,7 +333,7 @@ mod tests {
         let once = run(&pod(), &s);
         assert_eq!(run(&once, &s), once);
         let classic = Settings {
-            native_sidecars: false,
+            native_sidecars: Some(false),
             ..Settings::default()
         };
         let once = run(&pod(), &classic);
@@ -352,7 +355,7 @@ mod tests {
     #[test]
     fn classic_mode_holds_the_application() {
         let s = Settings {
-            native_sidecars: false,
+            native_sidecars: Some(false),
             values: json!({"global": {"proxy": {"holdApplicationUntilProxyStarts": true}}}),
             ..Settings::default()
         };

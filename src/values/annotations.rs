@@ -4,6 +4,7 @@
 //! annotation and repeats Istio's wording (`invalid value '<v>' for annotation '<name>': ...`), so
 //! users and tests matching on Istio's text see the same thing.
 
+use crate::versions::Behaviour;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
@@ -61,7 +62,8 @@ const CHECKS: &[(&str, Check)] = &[
 
 /// Check every known annotation of the pod. All problems are reported at once, in Istio's
 /// multi-error layout, sorted by annotation name so the message is stable.
-pub fn validate(annotations: &Map<String, Value>) -> Result<(), InjectError> {
+pub fn validate(annotations: &Map<String, Value>, behaviour: Behaviour) -> Result<(), InjectError> {
+    let _ = behaviour;
     let mut errors = Vec::new();
     for (name, check) in CHECKS {
         let Some(raw) = annotations.get(*name) else {
@@ -162,7 +164,7 @@ fn check_proxy_config(value: &str) -> Result<(), String> {
     let parsed: Value = if value.trim().is_empty() {
         Value::Object(Map::new())
     } else {
-        crate::injection::proxy_yaml::parse(value).map_err(convert)?
+        crate::go::yaml::parse(value).map_err(convert)?
     };
     let obj = match parsed {
         Value::Object(obj) => obj,
@@ -305,7 +307,7 @@ mod tests {
     fn error_for(name: &str, value: &str) -> String {
         let mut m = Map::new();
         m.insert(name.to_string(), Value::String(value.to_string()));
-        validate(&m).unwrap_err().0
+        validate(&m, Behaviour::default()).unwrap_err().0
     }
 
     #[test]
@@ -393,7 +395,7 @@ mod tests {
             "sidecar.istio.io/inject": "whatever",
             KUBEVIRT_INTERFACES: "net1",
         }));
-        assert_eq!(validate(&ok), Ok(()));
+        assert_eq!(validate(&ok, Behaviour::default()), Ok(()));
     }
 
     #[test]
@@ -401,11 +403,11 @@ mod tests {
         // traffic-annotations golden: block YAML, not JSON.
         let yaml = "discoveryAddress: foo:123\nconcurrency: 0\nproxyMetadata:\n  FOO: bar";
         let ok = annotations(json!({ PROXY_CONFIG: yaml }));
-        assert_eq!(validate(&ok), Ok(()));
+        assert_eq!(validate(&ok, Behaviour::default()), Ok(()));
         let ok = annotations(
             json!({ PROXY_CONFIG: "holdApplicationUntilProxyStarts: true\nstatusPort: 15021" }),
         );
-        assert_eq!(validate(&ok), Ok(()));
+        assert_eq!(validate(&ok, Behaviour::default()), Ok(()));
     }
 
     #[test]
@@ -414,7 +416,7 @@ mod tests {
             INCLUDE_INBOUND_PORTS: "x",
             EXCLUDE_OUTBOUND_PORTS: "y",
         }));
-        let msg = validate(&bad).unwrap_err().0;
+        let msg = validate(&bad, Behaviour::default()).unwrap_err().0;
         assert!(msg.starts_with("2 errors occurred:"), "{msg}");
         assert!(msg.contains(INCLUDE_INBOUND_PORTS) && msg.contains(EXCLUDE_OUTBOUND_PORTS));
     }

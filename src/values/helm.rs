@@ -29,6 +29,8 @@ enum ChartDefault {
     Namespace,
     /// `revision`: the settings' revision, empty for `default`.
     Revision,
+    /// `global.tag`: the release of the settings' `istioVersion` (else [`DEFAULT_TAG`]).
+    ReleaseTag,
     /// `global.proxy.resources`: a map, merged with the settings' map.
     Resources,
 }
@@ -49,8 +51,16 @@ keys! {
     RewriteAppHttpProbe = ["sidecarInjectorWebhook", "rewriteAppHTTPProbe"] Bool(true);
     CniEnabled = ["pilot", "cni", "enabled"] Bool(false);
     CniProvider = ["pilot", "cni", "provider"] Str("default");
+    ClusterTrustBundleApi = ["pilot", "env", "ENABLE_CLUSTER_TRUST_BUNDLE_API"] Absent;
+    CrlConfigMapName = ["pilot", "crlConfigMapName"] Absent;
+    /// Up to 1.23 the operator's CNI values (the chart has no `istio_cni.enabled`).
+    IstioCniEnabled = ["istio_cni", "enabled"] Absent;
+    IstioCniChained = ["istio_cni", "chained"] Bool(true);
+    IstioCniProvider = ["istio_cni", "provider"] Str("default");
     Hub = ["global", "hub"] Str(DEFAULT_HUB);
-    Tag = ["global", "tag"] Str(DEFAULT_TAG);
+    Tag = ["global", "tag"] ReleaseTag;
+    Variant = ["global", "variant"] Str("");
+    TrustBundleName = ["global", "trustBundleName"] Absent;
     ImagePullPolicy = ["global", "imagePullPolicy"] Str("");
     ImagePullSecrets = ["global", "imagePullSecrets"] List;
     IstioNamespace = ["global", "istioNamespace"] Namespace;
@@ -73,6 +83,8 @@ keys! {
     ClusterDomain = ["global", "proxy", "clusterDomain"] Str("cluster.local");
     ComponentLogLevel = ["global", "proxy", "componentLogLevel"] Str("misc:error");
     EnableCoreDump = ["global", "proxy", "enableCoreDump"] Bool(false);
+    OutlierLogPath = ["global", "proxy", "outlierLogPath"] Str("");
+    SeccompProfile = ["global", "proxy", "seccompProfile"] Absent;
     ExcludeInboundPorts = ["global", "proxy", "excludeInboundPorts"] Str("");
     ExcludeIpRanges = ["global", "proxy", "excludeIPRanges"] Str("");
     ExcludeOutboundPorts = ["global", "proxy", "excludeOutboundPorts"] Str("");
@@ -161,6 +173,26 @@ fn default_resources() -> Value {
     })
 }
 
+/// What the chart's defaults take from the settings: how the revision was installed.
+#[derive(Debug, Clone, Copy)]
+pub struct Install<'a> {
+    pub istio_namespace: &'a str,
+    /// The helm `revision` value: empty for the default revision.
+    pub revision: &'a str,
+    /// The release installed: the default proxy image tag.
+    pub tag: &'a str,
+}
+
+impl Default for Install<'_> {
+    fn default() -> Self {
+        Install {
+            istio_namespace: "istio-system",
+            revision: "",
+            tag: DEFAULT_TAG,
+        }
+    }
+}
+
 /// The effective value of every [`Key`].
 #[derive(Debug, PartialEq)]
 pub struct Helm {
@@ -168,8 +200,8 @@ pub struct Helm {
 }
 
 impl Helm {
-    /// The chart defaults for `istio_namespace` and helm `revision`, then `overlay`.
-    pub fn new(overlay: &Value, istio_namespace: &str, revision: &str) -> Helm {
+    /// The chart defaults for `install`, then `overlay`.
+    pub fn new(overlay: &Value, install: &Install) -> Helm {
         let mut values = Vec::with_capacity(TABLE.len());
         for (path, default) in TABLE {
             let value = match (layer(overlay, path), default) {
@@ -185,8 +217,9 @@ impl Helm {
                 (Layer::Unset, Int(i)) => Some(Value::from(*i)),
                 (Layer::Unset, List) => Some(Value::Array(Vec::new())),
                 (Layer::Unset, Absent) => None,
-                (Layer::Unset, Namespace) => Some(Value::from(istio_namespace)),
-                (Layer::Unset, Revision) => Some(Value::from(revision)),
+                (Layer::Unset, Namespace) => Some(Value::from(install.istio_namespace)),
+                (Layer::Unset, Revision) => Some(Value::from(install.revision)),
+                (Layer::Unset, ReleaseTag) => Some(Value::from(install.tag)),
                 (Layer::Unset, Resources) => Some(default_resources()),
             };
             values.push(value);
@@ -200,7 +233,13 @@ impl Helm {
             "default" => "",
             r => r,
         };
-        Helm::new(&settings.values, &settings.istio_namespace, revision)
+        let tag = settings.istio_version.release_tag();
+        let install = Install {
+            istio_namespace: &settings.istio_namespace,
+            revision,
+            tag: tag.as_deref().unwrap_or(DEFAULT_TAG),
+        };
+        Helm::new(&settings.values, &install)
     }
 
     pub fn get(&self, key: Key) -> Option<&Value> {

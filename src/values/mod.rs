@@ -17,6 +17,7 @@ pub mod workload;
 use serde_json::Value;
 
 use crate::settings::Settings;
+use crate::versions::Behaviour;
 use helm::{layer, Helm, Key, Layer};
 use mesh::{at, effective_mesh};
 use traffic::TrafficConfig;
@@ -45,6 +46,8 @@ pub struct Effective {
     pub traffic: TrafficConfig,
     /// `PROXY_CONFIG` of a pod without that annotation.
     pub proxy_config_env: String,
+    /// What the settings' Istio version does.
+    pub behaviour: Behaviour,
 }
 
 /// The effective values of `settings`.
@@ -61,6 +64,7 @@ pub fn effective(settings: &Settings) -> Effective {
         proxy_resources,
         traffic,
         proxy_config_env,
+        behaviour: settings.behaviour(),
     }
 }
 

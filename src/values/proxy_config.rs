@@ -76,7 +76,7 @@ fn parse_annotation(text: &str) -> Result<Value, InjectError> {
             "invalid value '{text}' for annotation '{PROXY_CONFIG}': {e}"
         ))
     };
-    let v = crate::injection::proxy_yaml::parse(text).map_err(bad)?;
+    let v = crate::go::yaml::parse(text).map_err(bad)?;
     match v {
         Value::Object(_) => Ok(v),
         Value::Null => Ok(Value::Object(Map::new())),

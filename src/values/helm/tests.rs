@@ -10,8 +10,9 @@ fn chart(istio_namespace: &str, revision: &str) -> Value {
         r#"{
         "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": true},
         "pilot": {"cni": {"enabled": false, "provider": "default"}},
+        "istio_cni": {"chained": true, "provider": "default"},
         "global": {
-            "hub": "docker.io/istio", "tag": "1.28.0", "imagePullPolicy": "",
+            "hub": "docker.io/istio", "tag": "1.28.0", "variant": "", "imagePullPolicy": "",
             "imagePullSecrets": [], "pilotCertProvider": "istiod", "caAddress": "",
             "caName": "", "network": "", "meshID": "", "trustDomain": "", "logAsJson": false,
             "logging": {"level": "default:info"}, "multiCluster": {"clusterName": ""},
@@ -19,7 +20,7 @@ fn chart(istio_namespace: &str, revision: &str) -> Value {
             "mountMtlsCerts": false, "proxy_init": {"image": "proxyv2"},
             "proxy": {
                 "image": "proxyv2", "autoInject": "enabled", "clusterDomain": "cluster.local",
-                "componentLogLevel": "misc:error", "enableCoreDump": false,
+                "componentLogLevel": "misc:error", "enableCoreDump": false, "outlierLogPath": "",
                 "excludeInboundPorts": "", "excludeIPRanges": "", "excludeOutboundPorts": "",
                 "includeIPRanges": "*", "includeInboundPorts": "*", "includeOutboundPorts": "",
                 "holdApplicationUntilProxyStarts": false, "logLevel": "warning",
@@ -43,7 +44,14 @@ fn chart(istio_namespace: &str, revision: &str) -> Value {
 
 /// Every key resolves to what Helm's merge of the chart and `overlay` holds at its path.
 fn assert_same_as_merge(overlay: &Value) {
-    let helm = Helm::new(overlay, "mesh-ns", "canary");
+    let helm = Helm::new(
+        overlay,
+        &Install {
+            istio_namespace: "mesh-ns",
+            revision: "canary",
+            ..Install::default()
+        },
+    );
     let mut merged = chart("mesh-ns", "canary");
     merge(&mut merged, overlay);
     for (i, (path, _)) in TABLE.iter().enumerate() {
@@ -56,7 +64,7 @@ fn assert_same_as_merge(overlay: &Value) {
 #[test]
 fn defaults_are_the_charts() {
     assert_same_as_merge(&json!({}));
-    let helm = Helm::new(&json!({}), "istio-system", "");
+    let helm = Helm::new(&json!({}), &Install::default());
     assert_eq!(helm.str(Key::Hub), Some(DEFAULT_HUB));
     assert_eq!(helm.text(Key::StatusPort), "15020");
     assert!(helm.truthy(Key::StartupProbeEnabled));

@@ -314,9 +314,7 @@ fn dot_float(s: &str) -> Option<f64> {
     }
     // Underscores only between two digits.
     let underscores_ok = (0..bytes.len()).filter(|&j| bytes[j] == b'_').all(|j| {
-        j > 0
-            && bytes[j - 1].is_ascii_digit()
-            && bytes.get(j + 1).is_some_and(u8::is_ascii_digit)
+        j > 0 && bytes[j - 1].is_ascii_digit() && bytes.get(j + 1).is_some_and(u8::is_ascii_digit)
     });
     if i != bytes.len() || !underscores_ok {
         return None;
@@ -393,7 +391,12 @@ fn go_literal(s: &str) -> Option<u64> {
 fn decimal_float(s: &str) -> bool {
     let bytes = s.as_bytes();
     let mut i = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
-    let digits = |from: usize| bytes[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = |from: usize| {
+        bytes[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
     let whole = digits(i);
     i += whole;
     if bytes.get(i) == Some(&b'.') {
