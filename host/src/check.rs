@@ -619,7 +619,7 @@ mod tests {
     fn two_default_revisions_overlap() {
         let installed = install(&[
             json!({"revision": ""}),
-            json!({"revision": "asm-1234-1", "defaultRevision": true}),
+            json!({"revision": "asm-1240-1", "defaultRevision": true}),
         ]);
         let (_, found) = overlaps(&mut NativeEvaluator, &installed).unwrap();
         let enabled = found
@@ -634,13 +634,13 @@ mod tests {
             .expect("istio-injection=enabled is injected twice");
         assert_eq!(
             enabled.injected_by,
-            ["default: namespace", "asm-1234-1 (default): namespace"]
+            ["default: namespace", "asm-1240-1 (default): namespace"]
         );
         // A pod naming one revision explicitly is not doubled.
         assert!(!found
             .iter()
             .any(
-                |o| o.pod_labels.get("istio.io/rev").map(String::as_str) == Some("asm-1234-1")
+                |o| o.pod_labels.get("istio.io/rev").map(String::as_str) == Some("asm-1240-1")
                     && o.namespace_labels.is_empty()
             ));
         assert!(render_overlaps(9, &found).contains("IST0139"));

@@ -267,7 +267,7 @@ mod tests {
         let variants = [
             json!({"revision": "canary", "tags": ["prod"]}),
             json!({}),
-            json!({"revision": "asm-1234-1", "defaultRevision": true, "enableNamespacesByDefault": true}),
+            json!({"revision": "asm-1240-1", "defaultRevision": true, "enableNamespacesByDefault": true}),
             json!({"revision": "canary", "ignoredNamespaces": ["tools"]}),
             json!({"revision": "canary", "tags": ["default"], "ignoredNamespaces": []}),
         ];
@@ -276,7 +276,7 @@ mod tests {
             Some("default"),
             Some("canary"),
             Some("prod"),
-            Some("asm-1234-1"),
+            Some("asm-1240-1"),
             Some("other"),
         ];
         for v in variants {
@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn flags_override_the_settings_file() {
         let args = ManifestArgs {
-            revision: Some("asm-1234-1".into()),
+            revision: Some("asm-1240-1".into()),
             tags: vec!["prod".into()],
             default: true,
             module: DEFAULT_MODULE.into(),
@@ -329,7 +329,7 @@ mod tests {
         let s = settings_from(&args).unwrap();
         assert_eq!(
             s,
-            json!({"revision": "asm-1234-1", "tags": ["prod"], "defaultRevision": true})
+            json!({"revision": "asm-1240-1", "tags": ["prod"], "defaultRevision": true})
         );
         let bad = ManifestArgs {
             revision: Some("Not_A_Label".into()),

@@ -9,11 +9,11 @@
 //!   - {name: web, namespace: frontend, template: {spec: {containers: [{name: web, image: nginx}]}}}
 //! expect: {pods: {frontend/web: asm-1233-2}}           # after the initial creation
 //! steps:
-//!   - install: {name: asm-1234-1, settings: {}}
-//!   - relabel: {namespace: frontend, set: {istio.io/rev: asm-1234-1}, remove: [istio-injection]}
+//!   - install: {name: asm-1240-1, settings: {}}
+//!   - relabel: {namespace: frontend, set: {istio.io/rev: asm-1240-1}, remove: [istio-injection]}
 //!     expect: {flags: [{kind: stale, subject: frontend/web}]}
 //!   - restart: {namespace: frontend}                    # or {namespace: frontend, workload: web}
-//!   - moveTag: {tag: prod, to: asm-1234-1}
+//!   - moveTag: {tag: prod, to: asm-1240-1}
 //!   - rollback: {namespace: frontend}                   # initial labels back, then restart
 //!   - remove: asm-1233-2
 //! ```
@@ -137,6 +137,10 @@ pub struct Expect {
     /// `rejected` (its creation was refused).
     #[serde(default)]
     pub pods: BTreeMap<String, String>,
+    /// `namespace/workload` -> its proxy as `<image> (native)` or `<image> (classic)`, or
+    /// `none`: each revision injects its own Istio version's sidecar.
+    #[serde(default)]
+    pub sidecars: BTreeMap<String, String>,
     /// The flags raised after the step; any other flag fails the scenario.
     #[serde(default)]
     pub flags: Vec<ExpectedFlag>,

@@ -67,8 +67,47 @@ pub struct Pod {
     /// Why its creation was refused, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// Its `istio-proxy`: the image and whether it is a native sidecar (each revision injects
+    /// its own Istio version's sidecar).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<Sidecar>,
     /// `start` or `step N`.
     pub created_at: String,
+}
+
+/// The proxy a pod runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sidecar {
+    pub image: String,
+    pub native: bool,
+}
+
+impl Sidecar {
+    /// The `istio-proxy` container of an injected pod, if it has one.
+    fn of(pod: &Value) -> Option<Sidecar> {
+        let find = |list: &str| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)?
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some("istio-proxy"))
+                .cloned()
+        };
+        let (proxy, native) = match find("initContainers") {
+            Some(c) => (c, true),
+            None => (find("containers")?, false),
+        };
+        let image = proxy.get("image").and_then(Value::as_str).unwrap_or("");
+        Some(Sidecar {
+            image: image.to_string(),
+            native,
+        })
+    }
+
+    /// `<image> (native)` or `<image> (classic)`: what `expect.sidecars` compares with.
+    pub fn describe(&self) -> String {
+        let mode = if self.native { "native" } else { "classic" };
+        format!("{} ({mode})", self.image)
+    }
 }
 
 impl Pod {
@@ -234,6 +273,7 @@ impl<'a> Rehearsal<'a> {
                     revision: None,
                     injected_by,
                     rejected: Some(format!("revision {name}: {message}")),
+                    sidecar: None,
                     created_at: when.to_string(),
                 });
             }
@@ -248,6 +288,11 @@ impl<'a> Rehearsal<'a> {
                 None
             } else {
                 revision_of(&pod, &injected_by)
+            },
+            sidecar: if injected_by.is_empty() {
+                None
+            } else {
+                Sidecar::of(&pod)
             },
             injected_by,
             rejected: None,

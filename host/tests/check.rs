@@ -50,7 +50,7 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
 fn json_names_the_revision_the_namespace_label_selects() {
     for (label, injector) in [
         ("asm-1233-2", "asm-1233-2 (default)"),
-        ("asm-1234-1", "asm-1234-1"),
+        ("asm-1240-1", "asm-1240-1"),
     ] {
         let ns = format!("istio.io/rev={label}");
         let (code, out, err) = cli(&[
@@ -85,7 +85,7 @@ fn table_shows_the_leftover_istio_injection_label_once() {
         OLD,
         NEW,
         "--namespace-labels",
-        "istio-injection=enabled,istio.io/rev=asm-1234-1",
+        "istio-injection=enabled,istio.io/rev=asm-1240-1",
         "-n",
         "shop",
     ]);
@@ -106,7 +106,7 @@ fn table_shows_the_leftover_istio_injection_label_once() {
 fn manifests_work_for_the_namespace_and_the_pod() {
     let ns = temp_file(
         "ns.yaml",
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio.io/rev: asm-1234-1}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio.io/rev: asm-1240-1}\n",
     );
     let deploy = temp_file(
         "deploy.yaml",
@@ -140,7 +140,7 @@ fn overlaps_pass_for_the_canary_setup_and_fail_for_two_defaults() {
 
     let second_default = temp_file(
         "second-default.yaml",
-        "revision: asm-1234-1\ndefaultRevision: true\n",
+        "revision: asm-1240-1\ndefaultRevision: true\n",
     );
     let (code, out, _) = cli(&[
         "--overlaps",
@@ -163,7 +163,7 @@ fn overlaps_pass_for_the_canary_setup_and_fail_for_two_defaults() {
 
 #[test]
 fn invalid_settings_are_refused_naming_the_file() {
-    let bad = temp_file("bad.yaml", "revision: asm-1234-1\ntags: [asm-1234-1]\n");
+    let bad = temp_file("bad.yaml", "revision: asm-1240-1\ntags: [asm-1240-1]\n");
     let (code, _, err) = cli(&[
         bad.to_str().unwrap(),
         "--namespace-labels",
@@ -186,7 +186,7 @@ fn policy_wasm_decides_like_the_native_code() {
         None,
         Some("default"),
         Some("asm-1233-2"),
-        Some("asm-1234-1"),
+        Some("asm-1240-1"),
     ];
     let mut compared = 0;
     for injection in [None, Some("enabled"), Some("disabled")] {

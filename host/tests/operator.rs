@@ -281,7 +281,7 @@ fn kube_inject_reads_json_from_stdin() {
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "apps"},
         "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
     let settings = temp_dir("ki-json").join("settings.yaml");
-    std::fs::write(&settings, "revision: asm-1234-1\n").unwrap();
+    std::fs::write(&settings, "revision: asm-1240-1\n").unwrap();
     let (ok, stdout, stderr) = cli(
         &[
             "kube-inject",
@@ -297,7 +297,7 @@ fn kube_inject_reads_json_from_stdin() {
     assert_eq!(docs.len(), 1);
     assert_eq!(
         docs[0]["metadata"]["annotations"]["istio.io/rev"],
-        "asm-1234-1"
+        "asm-1240-1"
     );
     assert_eq!(proxy_count(&docs[0]["spec"]), 1);
     std::fs::remove_dir_all(settings.parent().unwrap()).unwrap();
@@ -310,7 +310,7 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
         &[
             "manifest",
             "--revision",
-            "asm-1234-1",
+            "asm-1240-1",
             "--tag",
             "prod",
             "--tag",
@@ -327,7 +327,7 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
     let policy = &docs[0];
     assert_eq!(policy["apiVersion"], "policies.kubewarden.io/v1");
     assert_eq!(policy["kind"], "ClusterAdmissionPolicy");
-    assert_eq!(policy["metadata"]["name"], "istio-injector-asm-1234-1");
+    assert_eq!(policy["metadata"]["name"], "istio-injector-asm-1240-1");
     let spec = &policy["spec"];
     assert_eq!(spec["module"], "file:///policies/revision-injector.wasm");
     assert_eq!(spec["mutating"], true);
@@ -343,7 +343,7 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
     );
     assert_eq!(
         spec["settings"],
-        json!({"revision": "asm-1234-1", "tags": ["prod", "stable"]})
+        json!({"revision": "asm-1240-1", "tags": ["prod", "stable"]})
     );
     let (valid, message) = runtime.validate_settings(&spec["settings"]).unwrap();
     assert!(valid, "{message:?}");
@@ -357,7 +357,7 @@ fn manifest_output_is_a_valid_policy_and_policy_server_entry() {
     let entry = docs[1].as_object().unwrap();
     assert_eq!(entry.len(), 1);
     let (name, entry) = entry.iter().next().unwrap();
-    assert_eq!(name, "istio-injector-asm-1234-1");
+    assert_eq!(name, "istio-injector-asm-1240-1");
     assert_eq!(entry["allowedToMutate"], true);
     assert_eq!(entry["module"], spec["module"]);
     assert_eq!(entry["settings"], spec["settings"]);
@@ -391,7 +391,7 @@ fn manifest_selectors_never_hide_a_pod_the_policy_injects() {
     let runtime = policy();
     let variants = [
         json!({"revision": "canary", "tags": ["prod"]}),
-        json!({"revision": "asm-1234-1", "defaultRevision": true, "enableNamespacesByDefault": true}),
+        json!({"revision": "asm-1240-1", "defaultRevision": true, "enableNamespacesByDefault": true}),
         json!({}),
     ];
     let revs = [
@@ -479,7 +479,7 @@ fn bundled_canary_upgrade_plays_the_seed() {
     // Relabelling alone moves nothing; the restart does; the rollback comes back.
     assert_eq!(state(&report, 2, "frontend/web"), "asm-1233-2");
     assert_eq!(report.steps[2].flags[0].kind, FlagKind::Stale);
-    assert_eq!(state(&report, 3, "frontend/web"), "asm-1234-1");
+    assert_eq!(state(&report, 3, "frontend/web"), "asm-1240-1");
     assert_eq!(state(&report, 4, "frontend/web"), "asm-1233-2");
     // With istio-injection=enabled kept, the restart stays on the default revision.
     assert_eq!(state(&report, 8, "legacy/reports"), "asm-1233-2");
@@ -488,7 +488,7 @@ fn bundled_canary_upgrade_plays_the_seed() {
     assert!(last
         .pods
         .iter()
-        .all(|p| p.state() == "asm-1234-1" || p.pod == "tools/debug"));
+        .all(|p| p.state() == "asm-1240-1" || p.pod == "tools/debug"));
 }
 
 #[test]
@@ -496,7 +496,7 @@ fn bundled_tag_move_follows_the_tag_on_restart_only() {
     let report = scenario_report("test-data/scenarios/tag-move.yaml");
     assert!(report.ok, "{}", render_text(&report));
     assert_eq!(state(&report, 1, "shop/cart"), "asm-1233-2");
-    assert_eq!(state(&report, 2, "shop/cart"), "asm-1234-1");
+    assert_eq!(state(&report, 2, "shop/cart"), "asm-1240-1");
     let removed: Vec<_> = report.steps[7]
         .flags
         .iter()
@@ -517,7 +517,7 @@ fn small(rest: &str) -> Report {
 fn two_default_revisions_inject_twice() {
     let rest = "namespaces: {apps: {istio-injection: enabled}}\n\
         revisions: {asm-1233-2: {defaultRevision: true}}\n\
-        steps:\n- install: {name: asm-1234-1, settings: {defaultRevision: true}}\n\
+        steps:\n- install: {name: asm-1240-1, settings: {defaultRevision: true}}\n\
         - restart: {namespace: apps}\n";
     let report = small(rest);
     assert!(!report.ok);
@@ -528,7 +528,7 @@ fn two_default_revisions_inject_twice() {
     assert_eq!(kinds(1), [FlagKind::DoubleInjection]);
     assert_eq!(kinds(2), [FlagKind::DoubleInjection]);
     let pod = &report.steps[2].pods[0];
-    assert_eq!(pod.injected_by, ["asm-1233-2", "asm-1234-1"]);
+    assert_eq!(pod.injected_by, ["asm-1233-2", "asm-1240-1"]);
     assert!(report.steps[2].flags.iter().all(|f| !f.expected));
     assert!(render_text(&report).contains("UNEXPECTED"));
 }

@@ -182,9 +182,9 @@ mod tests {
 
     #[test]
     fn settings_are_validated_with_the_policy_rules() {
-        let (value, s) = settings("revisions[0]", "revision: asm-1234-1").unwrap();
-        assert_eq!(value, json!({"revision": "asm-1234-1"}));
-        assert_eq!(s.revision_name(), "asm-1234-1");
+        let (value, s) = settings("revisions[0]", "revision: asm-1240-1").unwrap();
+        assert_eq!(value, json!({"revision": "asm-1240-1"}));
+        assert_eq!(s.revision_name(), "asm-1240-1");
         let e = settings("revisions[1]", "revison: typo").unwrap_err();
         assert_eq!(e.field, "revisions[1]");
         assert!(e.message.contains("revison"), "{}", e.message);

@@ -28,7 +28,7 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
-    /// `asm-1234-1`, or `canary (prod)` with its tags.
+    /// `asm-1240-1`, or `canary (prod)` with its tags.
     pub revision: String,
     /// The decision's rule (webhook or skipping step), `-` when rejected before deciding.
     pub rule: String,

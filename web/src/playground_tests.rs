@@ -33,11 +33,11 @@ fn row<'a>(out: &'a Value, revision: &str) -> &'a Value {
 
 #[test]
 fn relabelled_namespace_moves_the_pod_to_the_new_revision() {
-    let out = run("istio.io/rev=asm-1234-1", &pod_yaml(REQUEST));
+    let out = run("istio.io/rev=asm-1240-1", &pod_yaml(REQUEST));
     assert_eq!(out["errors"], json!([]), "{out}");
     assert_eq!(out["namespace"], "shop");
-    assert_eq!(out["injectedBy"], json!(["asm-1234-1"]));
-    let new = row(&out, "asm-1234-1");
+    assert_eq!(out["injectedBy"], json!(["asm-1240-1"]));
+    let new = row(&out, "asm-1240-1");
     assert_eq!(
         (&new["rule"], &new["injected"]),
         (&json!("rev.namespace"), &json!(true))
@@ -53,7 +53,7 @@ fn relabelled_namespace_moves_the_pod_to_the_new_revision() {
     let injected: Value = serde_norway::from_str(new["injectedPod"].as_str().unwrap()).unwrap();
     assert_eq!(
         injected.pointer("/metadata/annotations/istio.io~1rev"),
-        Some(&json!("asm-1234-1"))
+        Some(&json!("asm-1240-1"))
     );
     let mut patched: Value = serde_norway::from_str(out["pod"].as_str().unwrap()).unwrap();
     let patch: json_patch::Patch = serde_json::from_value(new["patch"].clone()).unwrap();
@@ -68,16 +68,16 @@ fn pod_label_cannot_override_the_namespace() {
     let old = row(&out, "asm-1233-2 (default)");
     let warnings = old["warnings"].to_string();
     assert!(
-        warnings.contains("istio.io/rev=asm-1234-1 is ignored"),
+        warnings.contains("istio.io/rev=asm-1240-1 is ignored"),
         "{warnings}"
     );
-    assert_eq!(row(&out, "asm-1234-1")["injected"], false);
+    assert_eq!(row(&out, "asm-1240-1")["injected"], false);
 }
 
 #[test]
 fn leftover_istio_injection_goes_to_the_default_revision() {
     let out = run(
-        "istio.io/rev=asm-1234-1,istio-injection=enabled",
+        "istio.io/rev=asm-1240-1,istio-injection=enabled",
         &pod_yaml(REQUEST),
     );
     let old = row(&out, "asm-1233-2 (default)");
@@ -86,7 +86,7 @@ fn leftover_istio_injection_goes_to_the_default_revision() {
         (&json!("namespace"), &json!(true))
     );
     assert!(old["warnings"].to_string().contains("IST0123"), "{old}");
-    assert_eq!(row(&out, "asm-1234-1")["injected"], false);
+    assert_eq!(row(&out, "asm-1240-1")["injected"], false);
 }
 
 #[test]
@@ -125,10 +125,10 @@ fn every_bad_field_is_reported_by_name() {
 
 #[test]
 fn a_rejected_pod_is_a_row_not_an_error() {
-    let strict = "revision: asm-1234-1\nallowedOverrideAnnotations: []";
+    let strict = "revision: asm-1240-1\nallowedOverrideAnnotations: []";
     let pod = "metadata:\n  name: p\n  annotations: {sidecar.istio.io/proxyCPU: '2'}\nspec:\n  containers: [{name: a, image: a}]";
     let input =
-        json!({"revisions": [strict], "namespaceLabels": "istio.io/rev=asm-1234-1", "pod": pod});
+        json!({"revisions": [strict], "namespaceLabels": "istio.io/rev=asm-1240-1", "pod": pod});
     let out: Value = serde_json::from_str(&evaluate_json(&input.to_string())).unwrap();
     let row = &out["revisions"][0];
     assert_eq!(

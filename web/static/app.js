@@ -4,7 +4,7 @@ import init, { evaluate } from './revinject_web.js';
 
 const SEED_REVISIONS = [
   '# The old control plane, also the default revision.\nrevision: asm-1233-2\ndefaultRevision: true\n',
-  '# The new control plane, installed beside it (canary).\nrevision: asm-1234-1\n',
+  '# The new control plane, installed beside it (canary).\nrevision: asm-1240-1\n',
 ];
 
 const $ = (id) => document.getElementById(id);

@@ -59,21 +59,21 @@ async function evaluateExpecting(summary) {
   await page.waitForFunction((s) => document.getElementById('summary').textContent.includes(s), summary, WAIT);
 }
 
-test('the prefilled canary example: asm-1234-1 injects, asm-1233-2 does not', async () => {
+test('the prefilled canary example: asm-1240-1 injects, asm-1233-2 does not', async () => {
   await open();
   const table = await decisions();
-  assert.deepEqual(Object.keys(table), ['asm-1233-2 (default)', 'asm-1234-1']);
-  assert.deepEqual(table['asm-1234-1'].slice(0, 2), ['rev.namespace', 'yes']);
-  assert.match(table['asm-1234-1'][2], /selected by webhook rev\.namespace of revision asm-1234-1/);
+  assert.deepEqual(Object.keys(table), ['asm-1233-2 (default)', 'asm-1240-1']);
+  assert.deepEqual(table['asm-1240-1'].slice(0, 2), ['rev.namespace', 'yes']);
+  assert.match(table['asm-1240-1'][2], /selected by webhook rev\.namespace of revision asm-1240-1/);
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['none', 'no']);
-  assert.deepEqual([table['asm-1234-1'][3], table['asm-1233-2 (default)'][3]], ['—', '—']);
-  assert.match(await page.textContent('#summary'), /Revision asm-1234-1 injects this pod/);
-  assert.equal(await page.textContent('#injector'), 'asm-1234-1');
+  assert.deepEqual([table['asm-1240-1'][3], table['asm-1233-2 (default)'][3]], ['—', '—']);
+  assert.match(await page.textContent('#summary'), /Revision asm-1240-1 injects this pod/);
+  assert.equal(await page.textContent('#injector'), 'asm-1240-1');
 
   // The diff adds the sidecar; the patch tab holds RFC 6902 operations.
   const added = await page.$$eval('#diff tr.added td:last-child', (tds) => tds.map((t) => t.textContent));
   assert.ok(added.some((l) => l.includes('istio-proxy')), 'the diff adds istio-proxy');
-  assert.ok(added.some((l) => l.includes('istio.io/rev: asm-1234-1')), 'the diff adds the revision annotation');
+  assert.ok(added.some((l) => l.includes('istio.io/rev: asm-1240-1')), 'the diff adds the revision annotation');
   await page.click('[data-tab="patch"]');
   const patch = JSON.parse(await page.textContent('#tab-patch'));
   assert.ok(patch.length > 0 && patch.every((op) => ['add', 'replace', 'remove'].includes(op.op)));
@@ -93,29 +93,29 @@ test('entering the seed canary files step by step', async () => {
   await evaluateExpecting('Revision asm-1233-2 (default) injects');
   let table = await decisions();
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['rev.namespace', 'yes']);
-  assert.deepEqual(table['asm-1234-1'].slice(0, 2), ['none', 'no']);
+  assert.deepEqual(table['asm-1240-1'].slice(0, 2), ['none', 'no']);
 
-  // 2. Relabelled: new pods move to asm-1234-1.
-  await page.fill('#namespace-labels', 'istio.io/rev: asm-1234-1');
-  await evaluateExpecting('Revision asm-1234-1 injects');
+  // 2. Relabelled: new pods move to asm-1240-1.
+  await page.fill('#namespace-labels', 'istio.io/rev: asm-1240-1');
+  await evaluateExpecting('Revision asm-1240-1 injects');
   table = await decisions();
-  assert.deepEqual(table['asm-1234-1'].slice(0, 2), ['rev.namespace', 'yes']);
+  assert.deepEqual(table['asm-1240-1'].slice(0, 2), ['rev.namespace', 'yes']);
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['none', 'no']);
 
   // 3. A leftover istio-injection=enabled wins for the default revision, with a warning.
-  await page.fill('#namespace-labels', 'istio.io/rev=asm-1234-1\nistio-injection=enabled');
+  await page.fill('#namespace-labels', 'istio.io/rev=asm-1240-1\nistio-injection=enabled');
   await evaluateExpecting('Revision asm-1233-2 (default) injects');
   table = await decisions();
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['namespace', 'yes']);
-  assert.deepEqual(table['asm-1234-1'].slice(0, 2), ['none', 'no']);
+  assert.deepEqual(table['asm-1240-1'].slice(0, 2), ['none', 'no']);
   assert.match(table['asm-1233-2 (default)'][3], /IST0123/);
-  assert.equal(table['asm-1234-1'][3], '—');
+  assert.equal(table['asm-1240-1'][3], '—');
 });
 
 test('bad YAML is shown next to its field, and clears when fixed', async () => {
   await open();
   await page.fill('#pod', 'kind: Pod\nmetadata: {name: broken\n');
-  await page.fill('#revision-1', 'revision: [asm-1234-1');
+  await page.fill('#revision-1', 'revision: [asm-1240-1');
   await page.click('#evaluate');
   const podError = page.locator('#error-pod');
   await podError.waitFor({ state: 'visible', ...WAIT });
@@ -129,9 +129,9 @@ test('bad YAML is shown next to its field, and clears when fixed', async () => {
   assert.match(await page.textContent('#summary'), /Fix the highlighted inputs/);
   assert.equal(await page.$eval('#outputs', (o) => o.classList.contains('stale')), true);
 
-  await page.fill('#revision-1', 'revision: asm-1234-1');
+  await page.fill('#revision-1', 'revision: asm-1240-1');
   await page.fill('#pod', 'metadata: {name: fixed}\nspec: {containers: [{name: app, image: app}]}');
-  await evaluateExpecting('Revision asm-1234-1 injects');
+  await evaluateExpecting('Revision asm-1240-1 injects');
   await podError.waitFor({ state: 'hidden', ...WAIT });
   assert.equal(await page.$eval('#pod', (t) => t.classList.contains('invalid')), false);
   assert.equal(await page.$eval('#outputs', (o) => o.classList.contains('stale')), false);

@@ -80,6 +80,18 @@ impl Rehearsal<'_> {
                 None => failures.push(format!("pod {key} does not exist")),
             }
         }
+        for (key, want) in &expect.sidecars {
+            let got = match self.pods.get(key) {
+                Some(pod) => pod.sidecar.as_ref().map_or("none".into(), |s| s.describe()),
+                None => {
+                    failures.push(format!("pod {key} does not exist"));
+                    continue;
+                }
+            };
+            if &got != want {
+                failures.push(format!("pod {key} runs {got}, expected {want}"));
+            }
+        }
         Ok(StepReport {
             index,
             action,
@@ -119,7 +131,7 @@ pub fn render_text(report: &Report) -> String {
             .unwrap_or(8)
             .max(8);
         out.push_str(&format!(
-            "   {:<width$}   {:<rev_width$}   INJECTED BY / CREATED\n",
+            "   {:<width$}   {:<rev_width$}   INJECTED BY / CREATED / SIDECAR\n",
             "POD", "REVISION"
         ));
         for p in &step.pods {
@@ -128,8 +140,9 @@ pub fn render_text(report: &Report) -> String {
             } else {
                 p.injected_by.join("+")
             };
+            let sidecar = p.sidecar.as_ref().map_or("-".into(), |s| s.describe());
             out.push_str(&format!(
-                "   {:<width$}   {:<rev_width$}   {by} / {}\n",
+                "   {:<width$}   {:<rev_width$}   {by} / {} / {sidecar}\n",
                 p.pod,
                 p.state(),
                 p.created_at
