@@ -30,6 +30,8 @@ pub struct Request {
 pub struct Verdict {
     /// `asm-1240-1`, or `canary (prod)` with its tags.
     pub revision: String,
+    /// The Istio version whose injector the revision reproduces (its `istioVersion`).
+    pub istio_version: String,
     /// The decision's rule (webhook or skipping step), `-` when rejected before deciding.
     pub rule: String,
     pub webhook: Option<String>,
@@ -141,7 +143,9 @@ pub fn evaluate(request: &Request) -> Response {
         .iter()
         .map(|(_, settings)| {
             let outcome = admission::evaluate(&request, settings, &cluster);
-            verdict(&display_name(settings), &pod, &outcome)
+            let mut v = verdict(&display_name(settings), &pod, &outcome);
+            v.istio_version = settings.istio_version.to_string();
+            v
         })
         .collect();
     let injected_by: Vec<String> = revisions
@@ -205,6 +209,7 @@ fn verdict(revision: &str, pod: &Value, outcome: &admission::Outcome) -> Verdict
     let mutated = outcome.mutated_object.as_ref().filter(|_| injected);
     Verdict {
         revision: revision.to_string(),
+        istio_version: String::new(),
         rule: text("rule").unwrap_or_else(|| "-".to_string()),
         webhook: text("webhook"),
         injected,

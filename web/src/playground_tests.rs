@@ -48,6 +48,9 @@ fn relabelled_namespace_moves_the_pod_to_the_new_revision() {
         (&json!("none"), &json!(false))
     );
     assert!(old["injectedPod"].is_null() && old["patch"].is_null());
+    // Each revision is its own Istio version.
+    assert_eq!(new["istioVersion"], "1.24.0");
+    assert_eq!(old["istioVersion"], "1.23.3");
 
     // The patch takes the pod to the injected pod, and the injected pod names the revision.
     let injected: Value = serde_norway::from_str(new["injectedPod"].as_str().unwrap()).unwrap();

@@ -3,8 +3,8 @@
 import init, { evaluate } from './revinject_web.js';
 
 const SEED_REVISIONS = [
-  '# The old control plane, also the default revision.\nrevision: asm-1233-2\ndefaultRevision: true\n',
-  '# The new control plane, installed beside it (canary).\nrevision: asm-1240-1\n',
+  '# The old control plane (Istio 1.23.3), also the default revision.\nrevision: asm-1233-2\nistioVersion: "1.23.3"\ndefaultRevision: true\n',
+  '# The new control plane (Istio 1.24.0), installed beside it (canary).\nrevision: asm-1240-1\nistioVersion: "1.24.0"\n',
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -112,6 +112,7 @@ function render(answer) {
     const injected = !v.allowed ? 'REJECTED' : v.injected ? 'yes' : 'no';
     const row = el('tr', { className: injected === 'yes' ? 'injects' : injected === 'REJECTED' ? 'rejected' : '' }, [
       el('td', { textContent: v.revision }),
+      el('td', { textContent: v.istioVersion, className: 'istio-version' }),
       el('td', {}, [el('code', { textContent: v.rule })]),
       el('td', { textContent: injected, className: 'injected' }),
       el('td', { textContent: v.reason }),

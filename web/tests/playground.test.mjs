@@ -46,11 +46,20 @@ async function open() {
   await page.waitForSelector('#decisions tbody tr', WAIT);
 }
 
+/** The decision table's rows: [revision, istio version, rule, injected, reason, warnings]. */
+async function rows() {
+  return page.$$eval('#decisions tbody tr', (trs) =>
+    trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+}
+
 /** The decision table as {revision: [rule, injected, reason, warnings]}. */
 async function decisions() {
-  const rows = await page.$$eval('#decisions tbody tr', (trs) =>
-    trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
-  return Object.fromEntries(rows.map(([rev, ...rest]) => [rev, rest]));
+  return Object.fromEntries((await rows()).map(([rev, , ...rest]) => [rev, rest]));
+}
+
+/** Each revision's Istio version, as the table shows it. */
+async function versions() {
+  return Object.fromEntries((await rows()).map(([rev, version]) => [rev, version]));
 }
 
 /** Click Evaluate and wait until `revision` is the (only) injector in the summary. */
@@ -63,6 +72,7 @@ test('the prefilled canary example: asm-1240-1 injects, asm-1233-2 does not', as
   await open();
   const table = await decisions();
   assert.deepEqual(Object.keys(table), ['asm-1233-2 (default)', 'asm-1240-1']);
+  assert.deepEqual(await versions(), { 'asm-1233-2 (default)': '1.23.3', 'asm-1240-1': '1.24.0' });
   assert.deepEqual(table['asm-1240-1'].slice(0, 2), ['rev.namespace', 'yes']);
   assert.match(table['asm-1240-1'][2], /selected by webhook rev\.namespace of revision asm-1240-1/);
   assert.deepEqual(table['asm-1233-2 (default)'].slice(0, 2), ['none', 'no']);
@@ -74,6 +84,7 @@ test('the prefilled canary example: asm-1240-1 injects, asm-1233-2 does not', as
   const added = await page.$$eval('#diff tr.added td:last-child', (tds) => tds.map((t) => t.textContent));
   assert.ok(added.some((l) => l.includes('istio-proxy')), 'the diff adds istio-proxy');
   assert.ok(added.some((l) => l.includes('istio.io/rev: asm-1240-1')), 'the diff adds the revision annotation');
+  assert.ok(added.some((l) => l.includes('proxyv2:1.24.0')), "the diff adds asm-1240-1's own 1.24.0 proxy");
   await page.click('[data-tab="patch"]');
   const patch = JSON.parse(await page.textContent('#tab-patch'));
   assert.ok(patch.length > 0 && patch.every((op) => ['add', 'replace', 'remove'].includes(op.op)));
