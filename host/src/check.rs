@@ -74,6 +74,8 @@ pub struct Installed {
     /// `canary (prod)`: the revision, then its tags.
     pub name: String,
     pub served: Vec<String>,
+    /// The Istio version whose injector the revision reproduces.
+    pub istio_version: String,
 }
 
 impl Installed {
@@ -93,6 +95,7 @@ impl Installed {
             settings,
             name,
             served,
+            istio_version: parsed.istio_version.to_string(),
         })
     }
 }
@@ -101,6 +104,8 @@ impl Installed {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     pub revision: String,
+    /// The Istio version the revision's injector reproduces (as the policy's decision says).
+    pub istio_version: String,
     pub settings: String,
     /// The decision's rule, or `-` when the policy answered before deciding.
     pub rule: String,
@@ -175,6 +180,7 @@ fn verdict(rev: &Installed, response: &Value) -> anyhow::Result<Verdict> {
     warnings.dedup();
     Ok(Verdict {
         revision: rev.name.clone(),
+        istio_version: text("istioVersion").unwrap_or_else(|| rev.istio_version.clone()),
         settings: rev.source.clone(),
         rule: text("rule").unwrap_or_else(|| "-".to_string()),
         webhook: text("webhook"),
@@ -413,13 +419,17 @@ pub fn render_verdicts(verdicts: &[Verdict]) -> String {
             };
             vec![
                 v.revision.clone(),
+                v.istio_version.clone(),
                 v.rule.clone(),
                 injected.into(),
                 v.reason.clone(),
             ]
         })
         .collect();
-    let mut out = table(&["REVISION", "WEBHOOK", "INJECTED", "REASON"], &rows);
+    let mut out = table(
+        &["REVISION", "ISTIO", "WEBHOOK", "INJECTED", "REASON"],
+        &rows,
+    );
     for v in verdicts {
         for w in &v.warnings {
             out.push_str(&format!("Warning ({}): {w}\n", v.revision));

@@ -91,6 +91,16 @@ fn table_shows_the_leftover_istio_injection_label_once() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("REVISION"), "{out}");
+    assert!(out.lines().next().unwrap().contains("ISTIO"), "{out}");
+    // Each revision's row names the Istio version its settings pin.
+    let row = |rev: &str| {
+        out.lines()
+            .find(|l| l.starts_with(rev))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(row("asm-1233-2").contains("1.23.3"), "{out}");
+    assert!(row("asm-1240-1").contains("1.24.0"), "{out}");
     assert_eq!(out.matches("IST0123").count(), 1, "{out}");
     assert!(
         out.contains("Warning (asm-1233-2 (default)): namespace \"shop\""),
