@@ -147,3 +147,6 @@ write('custom-template', revision('1.24.0', 'asm-1240-2',
 edited = revision('1.23.3', 'asm-1233-2', values_json('1.23.3', 'asm-1233-2', **SEED), SEED_CONFIG, SEED_MESH)
 edited[2]['webhooks'][0]['namespaceSelector']['matchExpressions'].append(ex('team', 'In', 'payments'))
 write('edited-webhook', edited + copy.deepcopy(canary))
+# (5) a default install of Istio 1.23.3 exactly as Istio's own injector tests read it
+# (configmap-data/), for the round trip against ../shared/conformance/istio-1.23.3.
+write('istio-1.23.3-default', revision('1.23.3', '', values_json('1.23.3', ''), config_text('1.23.3')))
