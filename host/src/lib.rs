@@ -10,6 +10,7 @@ pub mod cases;
 pub mod check;
 pub mod conformance;
 pub mod fuzz;
+pub mod import;
 pub mod input;
 pub mod kube_inject;
 pub mod manifest;

@@ -100,6 +100,9 @@ enum Command {
     Conformance(revinject::conformance::ConformanceArgs),
     /// Inject the pod templates of a manifest offline through the policy, like `istioctl kube-inject`.
     KubeInject(revinject::kube_inject::KubeInjectArgs),
+    /// Settings and manifests for every revision an istiod install runs, from
+    /// `kubectl get configmap,mutatingwebhookconfiguration -A -o yaml`.
+    Import(revinject::import::ImportArgs),
     /// Print the Kubewarden ClusterAdmissionPolicy (and policy-server entry) for a revision.
     Manifest(revinject::manifest::ManifestArgs),
     /// Rehearse a canary upgrade scenario: which revision each pod runs on after every step.
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => replay::run(&dir, &policy, &runtime.options(), verbose),
         Command::KubeInject(args) => revinject::kube_inject::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Manifest(args) => revinject::manifest::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => revinject::import::run(&args),
         Command::Upgrade(args) => revinject::upgrade::run(&args),
         Command::Check(args) => revinject::check::run(&args),
         Command::Fuzz(args) => revinject::fuzz::run(&args),

@@ -228,11 +228,16 @@ fn ordered(value: &Value) -> serde_norway::Value {
     }
 }
 
+/// The `ClusterAdmissionPolicy` for `settings` as YAML, as `revinject manifest` prints it.
+pub fn policy_yaml(settings: &Value, module: &str) -> anyhow::Result<String> {
+    let policy = cluster_admission_policy(settings, module)?;
+    Ok(serde_norway::to_string(&ordered(&policy))?)
+}
+
 /// The text `revinject manifest` prints: the policy, then (`--policy-server`) the entry.
 pub fn render(args: &ManifestArgs) -> anyhow::Result<String> {
     let settings = settings_from(args)?;
-    let policy = cluster_admission_policy(&settings, &args.module)?;
-    let mut out = serde_norway::to_string(&ordered(&policy))?;
+    let mut out = policy_yaml(&settings, &args.module)?;
     if args.policy_server {
         out.push_str("---\n");
         let entry = policy_server_entry(&settings, &args.module)?;
