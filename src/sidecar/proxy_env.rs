@@ -10,8 +10,10 @@ use crate::go;
 use crate::values::helm::Key;
 use crate::values::mesh::str_at;
 use crate::values::proxy_config::{proxy_config_env, proxy_metadata};
+use crate::versions::Change;
 
 const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
+const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
 
 pub fn env_list(pairs: &[(String, String)]) -> Value {
     Value::Array(
@@ -26,8 +28,14 @@ fn field_env(name: &str, path: &str) -> Value {
     value!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 }
 
-fn resource_env(name: &str, resource: &str) -> Value {
-    value!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
+/// A `resourceFieldRef` env var: `divisor: "1"` from 1.29 (R27); before, the template names no
+/// divisor (Go marshals the zero quantity, which the comparison drops).
+fn resource_env(r: &Render, name: &str, resource: &str) -> Value {
+    if r.behaviour.has(Change::ResourceDivisor) {
+        value!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
+    } else {
+        value!({"name": name, "valueFrom": {"resourceFieldRef": {"resource": resource}}})
+    }
 }
 
 fn value_env(name: &str, value: impl Into<String>) -> Value {
@@ -85,6 +93,18 @@ fn pod_ports(r: &Render) -> String {
     out
 }
 
+/// `ISTIO_META_WORKLOAD_NAME`: the derived workload name; from 1.25 the pod label
+/// `service.istio.io/workload-name` when it is non-empty (R11).
+fn workload_name(r: &Render) -> String {
+    if r.behaviour.has(Change::WorkloadNameLabel) {
+        let label = r.labels.get(WORKLOAD_NAME_LABEL).map(go::fmt::sprint);
+        if let Some(label) = label.filter(|l| !l.is_empty()) {
+            return label;
+        }
+    }
+    r.workload.name.clone()
+}
+
 /// The `istio-proxy` env, in template order.
 pub fn proxy_env(r: &Render) -> Vec<Value> {
     let h = r.helm;
@@ -114,7 +134,7 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
     env.push(field_env("INSTANCE_IP", "status.podIP"));
     env.push(field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"));
     env.push(field_env("HOST_IP", "status.hostIP"));
-    env.push(resource_env("ISTIO_CPU_LIMIT", "limits.cpu"));
+    env.push(resource_env(r, "ISTIO_CPU_LIMIT", "limits.cpu"));
     let proxy_config = match r.proxy_config_env {
         Some(text) => text.to_string(),
         None => proxy_config_env(r.pc()),
@@ -125,7 +145,10 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
         "ISTIO_META_APP_CONTAINERS",
         r.app_containers().join(","),
     ));
-    env.push(resource_env("GOMEMLIMIT", "limits.memory"));
+    env.push(resource_env(r, "GOMEMLIMIT", "limits.memory"));
+    if !r.behaviour.has(Change::NoGomaxprocs) {
+        env.push(resource_env(r, "GOMAXPROCS", "limits.cpu"));
+    }
     let cluster = match h.text(Key::ClusterName) {
         s if s.is_empty() => "Kubernetes".to_string(),
         s => s,
@@ -140,11 +163,9 @@ pub fn proxy_env(r: &Render) -> Vec<Value> {
     if !network.is_empty() {
         env.push(value_env("ISTIO_META_NETWORK", network));
     }
-    if !r.workload.name.is_empty() {
-        env.push(value_env(
-            "ISTIO_META_WORKLOAD_NAME",
-            r.workload.name.clone(),
-        ));
+    let workload_name = workload_name(r);
+    if !workload_name.is_empty() {
+        env.push(value_env("ISTIO_META_WORKLOAD_NAME", workload_name));
     }
     if let Some(owner) = r.workload.owner() {
         env.push(value_env("ISTIO_META_OWNER", owner));
