@@ -268,3 +268,58 @@ fn empty_proxy_config_image_type_falls_back_to_the_variant_from_1_32() {
     p["metadata"]["annotations"]["sidecar.istio.io/proxyImageType"] = json!("default");
     assert_eq!(image(&p, "1.32"), "h/proxyv2:t");
 }
+
+fn otel_env(p: &Value, version: &str, mesh: Value) -> Option<String> {
+    let s = Settings {
+        mesh_config: mesh,
+        ..settings(version, json!({}))
+    };
+    let out = inject(
+        p,
+        &Context {
+            settings: &s,
+            namespace: "apps",
+        },
+    )
+    .unwrap();
+    let names = env_names(&out);
+    if let Some(at) = names.iter().position(|n| n == "OTEL_RESOURCE_ATTRIBUTES") {
+        assert_eq!(names[at - 1], "TRUST_DOMAIN");
+        assert_eq!(names.get(at + 1).map(String::as_str), Some("META_X"));
+    }
+    env(&out, "OTEL_RESOURCE_ATTRIBUTES").map(|e| e["value"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn otel_resource_attributes_from_1_30() {
+    let mesh = json!({
+        "extensionProviders": [{"name": "otel", "opentelemetry": {
+            "service": "c.ns.svc", "port": 4317,
+            "serviceAttributeEnrichment": "OTEL_SEMANTIC_CONVENTIONS"}}],
+        "defaultConfig": {"proxyMetadata": {"META_X": "1"}},
+    });
+    let mut p = pod();
+    p["spec"]["containers"][0]["image"] = json!("reg:5000/nginx:1.21@sha256:abc");
+    assert_eq!(otel_env(&p, "1.29", mesh.clone()), None);
+    assert_eq!(
+        otel_env(&p, "1.30", mesh.clone()).as_deref(),
+        Some("service.namespace=apps,service.version=1.21@sha256:abc,service.instance.id=apps.$(POD_NAME).web")
+    );
+    // Annotations, then the version label; the image only for a single container.
+    p["metadata"]["annotations"] = json!({"resource.opentelemetry.io/service.instance.id": "i"});
+    p["metadata"]["labels"]["app.kubernetes.io/version"] = json!("v3");
+    assert_eq!(
+        otel_env(&p, "1.32", mesh.clone()).as_deref(),
+        Some("service.namespace=apps,service.version=v3,service.instance.id=i")
+    );
+    let mut two = pod();
+    two["spec"]["containers"] = json!([{"name": "a", "image": "x:1"}, {"name": "b", "image": "y"}]);
+    assert_eq!(
+        otel_env(&two, "1.30", mesh).as_deref(),
+        Some("service.namespace=apps,service.instance.id=apps.$(POD_NAME).a")
+    );
+    // Without semantic conventions, nothing.
+    let plain = json!({"extensionProviders": [{"name": "otel", "opentelemetry": {"service": "c", "port": 1}}],
+        "defaultConfig": {"proxyMetadata": {"META_X": "1"}}});
+    assert_eq!(otel_env(&p, "1.30", plain), None);
+}
