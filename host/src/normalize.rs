@@ -91,6 +91,18 @@ fn drop_container_zero_values(container: &mut Value) {
             if var.get("value").and_then(Value::as_str) == Some("") {
                 var.remove("value");
             }
+            // A zero `resource.Quantity` divisor: Go marshals the template's missing divisor
+            // (Istio up to 1.28) as "0".
+            if let Some(field_ref) = var
+                .get_mut("valueFrom")
+                .and_then(|v| v.get_mut("resourceFieldRef"))
+                .and_then(Value::as_object_mut)
+            {
+                let divisor = field_ref.get("divisor");
+                if divisor.and_then(Value::as_str) == Some("0") || divisor.is_some_and(is_zero) {
+                    field_ref.remove("divisor");
+                }
+            }
         }
     }
 }

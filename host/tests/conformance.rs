@@ -97,6 +97,18 @@ fn omitempty_zero_values_are_dropped_but_strings_in_lists_and_labels_stay() {
 }
 
 #[test]
+fn zero_resource_divisor_is_dropped_and_others_kept() {
+    let env = |divisor: Value| json!({"name": "GOMEMLIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": divisor}}});
+    let mut pod = json!({"spec": {"containers": [{"name": "p", "env": [env(json!("0")), env(json!(0)), env(json!("1"))]}]}});
+    normalize_pod(&mut pod, "default", false);
+    let bare = json!({"name": "GOMEMLIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}});
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        json!([bare, bare, env(json!("1"))])
+    );
+}
+
+#[test]
 fn field_ref_api_version_and_status_annotation_are_dropped_everywhere() {
     let field_ref = json!({"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}});
     let mut pod = json!({

@@ -123,18 +123,9 @@ impl Render<'_> {
         [hub, "/", name, ":", &with_image_type(&tag, image_type)].concat()
     }
 
-    /// The image type suffix: the pod annotation, else the ProxyConfig's `image.imageType`.
+    /// The proxy image type suffix ([`proxy::image_type`]).
     fn image_type(&self) -> String {
-        self.annotations
-            .get(PROXY_IMAGE_TYPE)
-            .map(sprint)
-            .or_else(|| {
-                self.pc()
-                    .at(&["image", "imageType"])
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_default()
+        proxy::image_type(self)
     }
 
     /// `imagePullPolicy`, only when the helm value sets one.

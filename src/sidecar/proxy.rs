@@ -6,12 +6,14 @@ use serde_json::{Map, Value};
 
 use super::proxy_env::proxy_env;
 use super::resources::resources_of;
-use super::{volumes, Render, PROXY_CONTAINER, PROXY_IMAGE};
+use super::{volumes, Render, PROXY_CONTAINER, PROXY_IMAGE, PROXY_IMAGE_TYPE};
+use crate::go::fmt::sprint;
 use crate::values::annotations::{
     AGENT_LOG_LEVEL, READINESS_FAILURE_THRESHOLD, READINESS_INITIAL_DELAY, READINESS_PERIOD,
 };
 use crate::values::helm::Key;
 use crate::values::InjectError;
+use crate::versions::Change;
 
 const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
 const COMPONENT_LOG_LEVEL: &str = "sidecar.istio.io/componentLogLevel";
@@ -34,6 +36,31 @@ fn proxy_image(r: &Render) -> String {
         image = "proxyv2".into();
     }
     r.hub_image(&image, &r.image_type())
+}
+
+/// The proxy image type (`ProxyImage`'s): the `sidecar.istio.io/proxyImageType` annotation,
+/// else the ProxyConfig's `image.imageType`, else `global.variant`. Up to 1.30 a ProxyConfig
+/// `image` replaces the variant even when its `imageType` is empty; from 1.32 an empty one
+/// falls back to the variant (R34).
+pub(super) fn image_type(r: &Render) -> String {
+    if let Some(t) = r.annotations.get(PROXY_IMAGE_TYPE) {
+        return sprint(t);
+    }
+    let variant = || r.helm.text(Key::Variant);
+    match r.pc().get("image").filter(|i| !i.is_null()) {
+        None => variant(),
+        Some(image) => {
+            let t = image
+                .get("imageType")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if t.is_empty() && r.behaviour.has(Change::ImageTypeFallback) {
+                variant()
+            } else {
+                t.to_string()
+            }
+        }
+    }
 }
 
 fn proxy_args(r: &Render) -> Vec<String> {
@@ -65,6 +92,9 @@ fn proxy_args(r: &Render) -> Vec<String> {
     }
     if h.truthy(Key::LogAsJson) {
         args.push("--log_as_json".into());
+    }
+    if r.behaviour.has(Change::OutlierLogPath) && h.truthy(Key::OutlierLogPath) {
+        args.push(["--outlierLogPath=", &h.text(Key::OutlierLogPath)].concat());
     }
     args
 }
@@ -202,3 +232,7 @@ pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
     );
     Ok(Value::Object(c))
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

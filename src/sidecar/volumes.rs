@@ -8,6 +8,7 @@ use super::Render;
 use crate::values::helm::Key;
 use crate::values::mesh::str_at;
 use crate::values::InjectError;
+use crate::versions::Change;
 
 const USER_VOLUME: &str = "sidecar.istio.io/userVolume";
 const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
@@ -19,6 +20,64 @@ fn gke_certs(r: &Render) -> bool {
 
 fn istiod_certs(r: &Render) -> bool {
     r.helm.str(Key::PilotCertProvider) == Some("istiod")
+}
+
+/// Up to 1.23, `pilotCertProvider: kubernetes` mounts the cluster's root CA (R06).
+fn kube_ca_cert(r: &Render) -> bool {
+    !r.behaviour.has(Change::NoKubeCaCert)
+        && r.helm.str(Key::PilotCertProvider) == Some("kubernetes")
+}
+
+/// A string value the template pipes through `default`: its text when truthy.
+fn value_or(r: &Render, key: Key, default: &str) -> String {
+    if r.helm.truthy(key) {
+        r.helm.text(key)
+    } else {
+        default.to_string()
+    }
+}
+
+/// The CRL ConfigMap: `pilot.crlConfigMapName` from 1.29 (R28), else `istio-ca-crl`.
+fn crl_config_map(r: &Render) -> String {
+    if r.behaviour.has(Change::CrlConfigMapName) {
+        value_or(r, Key::CrlConfigMapName, "istio-ca-crl")
+    } else {
+        "istio-ca-crl".to_string()
+    }
+}
+
+/// The `istiod-ca-cert` volume: the root-cert ConfigMap (`global.trustBundleName` from 1.27,
+/// R23), or from 1.26 a projected ClusterTrustBundle when
+/// `pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API` is boolean `true` (R18). The template compares
+/// with `eq … true`, which fails (and so fails the injection) for a value of another type.
+fn istiod_ca_cert(r: &Render) -> Result<Value, InjectError> {
+    if r.behaviour.has(Change::ClusterTrustBundle) {
+        match r.helm.get(Key::ClusterTrustBundleApi) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => {
+                let name = [
+                    "istio.io:istiod-ca:",
+                    &value_or(r, Key::TrustBundleName, "root-cert"),
+                ]
+                .concat();
+                return Ok(value!({"name": "istiod-ca-cert", "projected": {"sources": [
+                    {"clusterTrustBundle": {"name": name, "path": "root-cert.pem"}}
+                ]}}));
+            }
+            Some(other) => {
+                return Err(InjectError(format!(
+                    "values.pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API: the template compares it with the boolean true, and {} is not a boolean (error calling eq: incompatible types for comparison)",
+                    crate::go::fmt::sprint(other)
+                )))
+            }
+        }
+    }
+    let name = if r.behaviour.has(Change::TrustBundleName) {
+        value_or(r, Key::TrustBundleName, "istio-ca-root-cert")
+    } else {
+        "istio-ca-root-cert".to_string()
+    };
+    Ok(value!({"name": "istiod-ca-cert", "configMap": {"name": name}}))
 }
 
 /// Entries of a JSON-map annotation (`{"<name>": {...}}`), by name, as `{"name": <name>, ...}`.
@@ -73,7 +132,12 @@ pub fn proxy_mounts(r: &Render) -> Result<Vec<Value>, InjectError> {
     }
     if istiod_certs(r) {
         m.push(mount("istiod-ca-cert", "/var/run/secrets/istio"));
-        m.push(mount("istio-ca-crl", "/var/run/secrets/istio/crl"));
+        if r.behaviour.has(Change::CrlVolume) {
+            m.push(mount("istio-ca-crl", "/var/run/secrets/istio/crl"));
+        }
+    }
+    if kube_ca_cert(r) {
+        m.push(mount("kube-ca-cert", "/var/run/secrets/istio/kubernetes"));
     }
     m.push(mount("istio-data", "/var/lib/istio/data"));
     if r.has(BOOTSTRAP_OVERRIDE) {
@@ -117,8 +181,14 @@ pub fn volumes(r: &Render) -> Result<Vec<Value>, InjectError> {
         "path": "istio-token", "expirationSeconds": 43200, "audience": audience}}]}}),
     );
     if istiod_certs(r) {
-        v.push(value!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}));
-        v.push(value!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
+        v.push(istiod_ca_cert(r)?);
+    }
+    if kube_ca_cert(r) {
+        v.push(value!({"name": "kube-ca-cert", "configMap": {"name": "kube-root-ca.crt"}}));
+    }
+    // Outside the `istiod` condition: every certificate provider gets the volume (R22).
+    if r.behaviour.has(Change::CrlVolume) {
+        v.push(value!({"name": "istio-ca-crl", "configMap": {"name": (crl_config_map(r)), "optional": true}}));
     }
     if r.helm.truthy(Key::MountMtlsCerts) {
         let sa = str_at(r.pod, &["spec", "serviceAccountName"])

@@ -140,7 +140,8 @@ fn is_zero(key: &str, v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty() || ENUM_ZERO.iter().any(|(k, z)| *k == key && z == s),
-        Value::Number(n) => n.as_f64() == Some(0.0),
+        // `concurrency` is a wrapper message (`Int32Value`): an explicit 0 is printed.
+        Value::Number(n) => key != "concurrency" && n.as_f64() == Some(0.0),
         // Plain bools are zero when false; wrapper messages (holdApplicationUntilProxyStarts)
         // are printed whenever set, but are indistinguishable here, so keep explicit values.
         Value::Bool(_) => false,
@@ -217,6 +218,17 @@ mod tests {
         assert_eq!(
             proxy_config_env(&pc),
             "{\"discoveryAddress\":\"istiod-canary.istio-system.svc:15012\",\"interceptionMode\":\"TPROXY\",\"tracing\":{},\"holdApplicationUntilProxyStarts\":true}\n"
+        );
+    }
+
+    /// traffic-annotations (1.23.3 … 1.29.6 goldens): `concurrency: 0` is an `Int32Value` that
+    /// is set, so jsonpb prints it; plain integer fields at 0 are left out.
+    #[test]
+    fn explicit_zero_concurrency_is_printed() {
+        let pc = json!({"discoveryAddress": "foo:123", "concurrency": 0, "statNameLength": 0});
+        assert_eq!(
+            proxy_config_env(&pc),
+            "{\"discoveryAddress\":\"foo:123\",\"concurrency\":0}\n"
         );
     }
 
