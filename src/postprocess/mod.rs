@@ -50,7 +50,7 @@ pub fn run(pod: &mut Value, i: Inputs) -> Result<(), InjectError> {
     overrides::reapply_overrides(pod, i.original, i.rendered, i.tproxy)?;
     let network = apply_cluster_env(pod, i.helm, &meta_map(i.original, "labels"));
     apply_prometheus(pod, i.mesh, i.status_port);
-    apply_probe_rewrite(pod, i.helm, i.status_port);
+    apply_probe_rewrite(pod, i.helm, i.status_port, i.behaviour);
     if let Some(ann) = meta_map_mut(pod, "annotations") {
         ann.insert(SIDECAR_STATUS.into(), Value::String(i.status));
     }
@@ -158,8 +158,8 @@ fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
 
 /// App probes redirected through the agent, their originals in `ISTIO_KUBE_APP_PROBERS`
 /// (merged with the ones a previous injection recorded).
-fn apply_probe_rewrite(pod: &mut Value, helm: &Helm, status_port: &str) {
+fn apply_probe_rewrite(pod: &mut Value, helm: &Helm, status_port: &str, behaviour: Behaviour) {
     let default = helm.truthy(Key::RewriteAppHttpProbe);
     let port: u16 = status_port.parse().unwrap_or(15020);
-    probes::rewrite_probes(pod, port, default);
+    probes::rewrite_probes_at(pod, port, default, behaviour);
 }
