@@ -69,7 +69,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         .map(sprint)
         .unwrap_or_else(|| "15020".into());
 
-    let view = template_view(&pod, &status_port)?;
+    let view = template_view(&pod, &status_port, effective.behaviour)?;
     let view_annotations = meta_map(&view, "annotations");
     let view_labels = meta_map(&view, "labels");
     let workload = workload_of(&pod, ctx.namespace);
