@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use crate::json::labels_of;
 use crate::selector::{validate_dns_label, LabelSelector, Operator, Requirement};
 use crate::settings::{InjectPolicy, Settings};
+use crate::versions::{Behaviour, Change};
 
 mod explain;
 #[cfg(test)]
@@ -316,6 +317,25 @@ pub fn decide(
     }
 }
 
+/// How this version's `injectRequired` reads a `sidecar.istio.io/inject` value (R20):
+/// `Some(inject)` decides, `None` leaves it to the selectors and the policy. Up to 1.26 the
+/// value is lower-cased and `y`/`yes`/`true`/`on` inject, `""` is undecided and anything else
+/// skips; from 1.27 only exact `true`/`false` decide.
+pub fn explicit_inject(value: &str, behaviour: Behaviour) -> Option<bool> {
+    if behaviour.has(Change::InjectExactBool) {
+        return match value {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        };
+    }
+    match value.to_lowercase().as_str() {
+        "y" | "yes" | "true" | "on" => Some(true),
+        "" => None,
+        _ => Some(false),
+    }
+}
+
 /// Istio's `injectRequired`, in order: (inject, the skipping step if any, why).
 fn inject_required(settings: &Settings, input: &Inputs) -> (bool, Option<&'static str>, String) {
     if input.host_network {
@@ -344,16 +364,15 @@ fn inject_required(settings: &Settings, input: &Inputs) -> (bool, Option<&'stati
             .map(|v| ("podAnnotation", "annotation", v)),
     };
     if let Some((step, what, v)) = explicit {
-        match v.as_str() {
-            "true" => return (true, None, format!("pod {what} {INJECT_LABEL}=true")),
-            "false" => {
-                return (
-                    false,
-                    Some(step),
-                    format!("pod {what} {INJECT_LABEL}=false"),
-                )
-            }
-            _ => {} // ignored (warned about), falls through to the defaults
+        let shown = if v == "true" || v == "false" {
+            format!("pod {what} {INJECT_LABEL}={v}")
+        } else {
+            format!("pod {what} {INJECT_LABEL}={v:?}")
+        };
+        match explicit_inject(v, settings.behaviour()) {
+            Some(true) => return (true, None, shown),
+            Some(false) => return (false, Some(step), shown),
+            None => {} // undecided (warned about when not ""): falls through to the defaults
         }
     }
     let active = |list: &[LabelSelector]| {

@@ -15,6 +15,7 @@ use crate::sidecar;
 use crate::values::traffic::TrafficConfig;
 use crate::values::workload::workload_of;
 use crate::values::{self, annotations, override_policy, proxy_config};
+use crate::versions::Change;
 
 pub use crate::values::InjectError;
 
@@ -68,7 +69,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         .map(sprint)
         .unwrap_or_else(|| "15020".into());
 
-    let view = template_view(&pod, &status_port)?;
+    let view = template_view(&pod, &status_port, effective.behaviour)?;
     let view_annotations = meta_map(&view, "annotations");
     let view_labels = meta_map(&view, "labels");
     let workload = workload_of(&pod, ctx.namespace);
@@ -85,6 +86,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
             (&annotated, None)
         }
     };
+    let native = native_mode(&annotations, ctx.settings);
     let render = sidecar::Render {
         helm,
         mesh: &pod_mesh,
@@ -93,14 +95,14 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
         labels: &view_labels,
         workload: &workload,
         revision: ctx.settings.revision_name(),
-        native: native_mode(&annotations, ctx.settings),
+        native: native.template,
         behaviour: effective.behaviour,
         traffic,
         default_resources: &effective.proxy_resources,
         proxy_config_env,
     };
     let tpl = sidecar::render(&render)?;
-    let (native, hold) = (render.native, render.hold_application());
+    let hold = render.hold_application();
     let tproxy = traffic.interception_mode == "TPROXY";
     // What is needed of the template and of the submitted pod once both have moved.
     let status = status_annotation(&tpl, ctx.settings.revision_name());
@@ -108,7 +110,7 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     let original = submitted_parts(&pod, &rendered);
 
     let mut out = pod;
-    merge::template_into(&mut out, tpl, native);
+    merge::template_into(&mut out, tpl, native.move_user_proxy);
     let inputs = postprocess::Inputs {
         helm,
         mesh,
@@ -124,10 +126,141 @@ fn render_pod(pod: Value, ctx: &Context) -> Result<Value, InjectError> {
     Ok(out)
 }
 
-/// The pod annotation wins over the settings (`true` means native, any other value classic).
-fn native_mode(annotations: &Map<String, Value>, settings: &Settings) -> bool {
-    match annotations.get(NATIVE_SIDECAR) {
-        Some(v) => v.as_str() == Some("true"),
-        None => settings.native_sidecars(),
+/// How the sidecar is injected: what the template renders, and whether a user-declared
+/// `istio-proxy` in `containers` moves to `initContainers` with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeMode {
+    /// The template's `$nativeSidecar`: the proxy is a native (init container) sidecar.
+    pub template: bool,
+    /// RunTemplate moves the user's `istio-proxy` customisation out of `containers`.
+    pub move_user_proxy: bool,
+}
+
+/// `sidecar.istio.io/nativeSidecar` as each version reads it, over the setting (R02, R19).
+/// * up to 1.23 the annotation is ignored: the setting (istiod's flag) decides both;
+/// * 1.24–1.26, template: present means native iff exactly `"true"`, absent the setting;
+/// * from 1.27, template: a non-empty value means native iff it is not `"false"`; empty or
+///   absent, the setting (the node detection);
+/// * from 1.24 the move of a user `istio-proxy` (inject.go) follows the setting overridden by
+///   exactly `"true"` or `"false"`, and only happens when the template went native.
+pub fn native_mode(annotations: &Map<String, Value>, settings: &Settings) -> NativeMode {
+    let behaviour = settings.behaviour();
+    let flag = settings.native_sidecars();
+    let annotation = annotations.get(NATIVE_SIDECAR);
+    if !behaviour.has(Change::NativeSidecarAnnotation) {
+        return NativeMode {
+            template: flag,
+            move_user_proxy: flag,
+        };
+    }
+    // A non-string value cannot reach Istio (annotations are strings); it counts as present
+    // and as neither "true" nor "false".
+    let text = annotation.map(|v| v.as_str().unwrap_or("\u{0}"));
+    let template = if behaviour.has(Change::NativeSidecarDefault) {
+        match text {
+            Some(v) if !v.is_empty() => v != "false",
+            _ => flag,
+        }
+    } else {
+        match text {
+            Some(v) => v == "true",
+            None => flag,
+        }
+    };
+    let wanted = match text {
+        Some("true") => true,
+        Some("false") => false,
+        _ => flag,
+    };
+    NativeMode {
+        template,
+        move_user_proxy: template && wanted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mode(version: &str, setting: bool, annotation: Option<&str>) -> (bool, bool) {
+        let settings =
+            Settings::from_value(&json!({"istioVersion": version, "nativeSidecars": setting}))
+                .unwrap();
+        let mut ann = Map::new();
+        if let Some(a) = annotation {
+            ann.insert(NATIVE_SIDECAR.into(), json!(a));
+        }
+        let m = native_mode(&ann, &settings);
+        (m.template, m.move_user_proxy)
+    }
+
+    /// R02: the annotation is ignored up to 1.23 and read from 1.24 (present: exactly "true").
+    #[test]
+    fn annotation_read_from_1_24() {
+        assert_eq!(mode("1.23", false, Some("true")), (false, false));
+        assert_eq!(mode("1.23", true, Some("false")), (true, true));
+        assert_eq!(mode("1.24", false, Some("true")), (true, true));
+        assert_eq!(mode("1.24", true, Some("false")), (false, false));
+        // Present but not "true" means classic, even when empty or "yes".
+        assert_eq!(mode("1.26", true, Some("")), (false, false));
+        assert_eq!(mode("1.26", true, Some("yes")), (false, false));
+        assert_eq!(mode("1.26", true, None), (true, true));
+    }
+
+    /// R19: from 1.27 any non-empty value but "false" is native, and an empty one falls back
+    /// to the setting; the user's istio-proxy moves only for exactly "true" or the setting.
+    #[test]
+    fn anything_but_false_from_1_27() {
+        assert_eq!(mode("1.27", false, Some("yes")), (true, false));
+        assert_eq!(mode("1.32", false, Some("yes")), (true, false));
+        assert_eq!(mode("1.32", true, Some("yes")), (true, true));
+        assert_eq!(mode("1.32", true, Some("")), (true, true));
+        assert_eq!(mode("1.32", false, Some("")), (false, false));
+        assert_eq!(mode("1.32", true, Some("false")), (false, false));
+        assert_eq!(mode("1.27", false, Some("true")), (true, true));
+        // The version's default when the setting is absent: off up to 1.26, on from 1.27.
+        let default = |v: &str| {
+            let s = Settings::from_value(&json!({"istioVersion": v})).unwrap();
+            native_mode(&Map::new(), &s).template
+        };
+        assert!(!default("1.26") && default("1.27"));
+    }
+
+    /// A user istio-proxy stays in `containers` when the template goes native on a "yes"
+    /// annotation but the setting is off (inject.go only honours exact "true").
+    #[test]
+    fn user_proxy_not_moved_on_yes_without_the_setting() {
+        let settings =
+            Settings::from_value(&json!({"istioVersion": "1.32", "nativeSidecars": false}))
+                .unwrap();
+        let pod = json!({
+            "metadata": {"name": "p", "annotations": {NATIVE_SIDECAR: "yes"}},
+            "spec": {"containers": [{"name": "app", "image": "app"},
+                                    {"name": "istio-proxy", "image": "custom"}]}
+        });
+        let ctx = Context {
+            settings: &settings,
+            namespace: "default",
+        };
+        let out = inject(&pod, &ctx).unwrap();
+        let names = |list: &str| -> Vec<String> {
+            out["spec"][list]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .map(|c| c["name"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(
+            names("initContainers").contains(&"istio-proxy".to_string()),
+            "{out}"
+        );
+        assert!(
+            names("containers").contains(&"istio-proxy".to_string()),
+            "{out}"
+        );
     }
 }

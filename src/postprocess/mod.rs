@@ -12,7 +12,7 @@ pub mod status;
 
 use crate::json::value;
 use crate::json::Path;
-use crate::versions::Behaviour;
+use crate::versions::{Behaviour, Change};
 use serde_json::{Map, Value};
 
 use crate::json::meta_map;
@@ -49,8 +49,8 @@ pub struct Inputs<'a> {
 pub fn run(pod: &mut Value, i: Inputs) -> Result<(), InjectError> {
     overrides::reapply_overrides(pod, i.original, i.rendered, i.tproxy)?;
     let network = apply_cluster_env(pod, i.helm, &meta_map(i.original, "labels"));
-    apply_prometheus(pod, i.mesh, i.status_port);
-    apply_probe_rewrite(pod, i.helm, i.status_port);
+    apply_prometheus(pod, i.mesh, i.status_port, i.behaviour).map_err(InjectError)?;
+    apply_probe_rewrite(pod, i.helm, i.status_port, i.behaviour);
     if let Some(ann) = meta_map_mut(pod, "annotations") {
         ann.insert(SIDECAR_STATUS.into(), Value::String(i.status));
     }
@@ -136,8 +136,14 @@ fn apply_cluster_env(pod: &mut Value, helm: &Helm, labels: &Map<String, Value>) 
 }
 
 /// The annotations are taken out of the pod while the proxy container is edited, then put
-/// back (an absent map stays absent when the merge adds nothing).
-fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
+/// back (an absent map stays absent when nothing is added). From 1.32 the merge can reject
+/// (R38), and `prometheus.istio.io/secure-port` follows the proxy env (R40).
+fn apply_prometheus(
+    pod: &mut Value,
+    mesh: &Value,
+    status_port: &str,
+    behaviour: Behaviour,
+) -> Result<(), String> {
     let existing = pod
         .get_mut("metadata")
         .and_then(|m| m.get_mut("annotations"))
@@ -148,18 +154,28 @@ fn apply_prometheus(pod: &mut Value, mesh: &Value, status_port: &str) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    prometheus::apply_prometheus_merge(&mut ann, sidecar_mut(pod), mesh, status_port);
+    let merged = prometheus::apply_prometheus_merge(
+        &mut ann,
+        sidecar_mut(pod),
+        mesh,
+        status_port,
+        behaviour,
+    );
+    if merged.is_ok() && behaviour.has(Change::PrometheusSecurePort) {
+        prometheus::apply_secure_port(&mut ann, sidecar_mut(pod).map(|p| &*p));
+    }
     if had || !ann.is_empty() {
         if let Some(slot) = meta_map_mut(pod, "annotations") {
             *slot = ann;
         }
     }
+    merged
 }
 
 /// App probes redirected through the agent, their originals in `ISTIO_KUBE_APP_PROBERS`
 /// (merged with the ones a previous injection recorded).
-fn apply_probe_rewrite(pod: &mut Value, helm: &Helm, status_port: &str) {
+fn apply_probe_rewrite(pod: &mut Value, helm: &Helm, status_port: &str, behaviour: Behaviour) {
     let default = helm.truthy(Key::RewriteAppHttpProbe);
     let port: u16 = status_port.parse().unwrap_or(15020);
-    probes::rewrite_probes(pod, port, default);
+    probes::rewrite_probes_at(pod, port, default, behaviour);
 }

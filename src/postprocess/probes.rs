@@ -19,6 +19,7 @@ use crate::values::annotations::{
     EXCLUDE_INBOUND_PORTS, INCLUDE_INBOUND_PORTS, REWRITE_APP_HTTP_PROBERS, SIDECAR_STATUS,
     STATUS_PORT,
 };
+use crate::versions::{Behaviour, Change};
 
 pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
@@ -43,6 +44,19 @@ pub fn rewrite_probes(
     mesh_status_port: u16,
     rewrite_default: bool,
 ) -> Option<String> {
+    rewrite_probes_at(pod, mesh_status_port, rewrite_default, Behaviour::default())
+}
+
+/// [`rewrite_probes`] as the given version's injector does it: lifecycle hooks only from 1.25
+/// (R10), and on re-injection without a recorded env the probers are added only from 1.27
+/// (R25).
+pub fn rewrite_probes_at(
+    pod: &mut Value,
+    mesh_status_port: u16,
+    rewrite_default: bool,
+    behaviour: Behaviour,
+) -> Option<String> {
+    let hooks = behaviour.has(Change::LifecycleHookRewrite);
     let annotations = pod
         .at(&["metadata", "annotations"])
         .and_then(Value::as_object)
@@ -60,10 +74,11 @@ pub fn rewrite_probes(
         Some(v) => v.parse::<i64>().unwrap_or(0),
         None => i64::from(mesh_status_port),
     };
-    let probers = dump_app_probers(pod, &ports, status_port);
+    let probers = dump_app_probers(pod, &ports, status_port, hooks);
     let written = probers.map(|new| {
         let previously_injected = annotations.contains_key(SIDECAR_STATUS);
-        set_probers_env(pod, new, previously_injected)
+        let append_on_reinjection = behaviour.has(Change::ProbersOnReinjection);
+        set_probers_env(pod, new, previously_injected, append_on_reinjection)
     });
     for list in ["containers", "initContainers"] {
         let Some(items) = pod.at_mut(&["spec", list]).and_then(Value::as_array_mut) else {
@@ -71,7 +86,7 @@ pub fn rewrite_probes(
         };
         for c in items.iter_mut() {
             if name_of(c) != Some(PROXY_CONTAINER) {
-                convert_container(c, status_port, &ports);
+                convert_container(c, status_port, &ports, hooks);
             }
         }
     }
@@ -144,6 +159,15 @@ const PROBE_FIELDS: [(&str, &str, &str); 5] = [
     ("postStart", "/app-lifecycle/", "/poststartz"),
 ];
 
+/// The fields a version rewrites: the probes, and the lifecycle hooks from 1.25 (R10).
+fn fields(hooks: bool) -> &'static [(&'static str, &'static str, &'static str)] {
+    if hooks {
+        &PROBE_FIELDS
+    } else {
+        &PROBE_FIELDS[..3]
+    }
+}
+
 /// The agent's path for `container`'s probe: built only for the probes a container has
 /// (`format!` for all five of every container was 2 % of a request).
 fn url_path(prefix: &str, container: &str, suffix: &str) -> String {
@@ -158,7 +182,12 @@ fn url_path(prefix: &str, container: &str, suffix: &str) -> String {
 /// A probe that already points at the agent's own URL on the status port was rewritten by a
 /// previous injection (one whose original could not be recorded, e.g. an unknown named port):
 /// recording it would make the agent probe itself and break re-injection's idempotence.
-fn dump_app_probers(pod: &Value, ports: &PortFilter, status_port: i64) -> Option<Value> {
+fn dump_app_probers(
+    pod: &Value,
+    ports: &PortFilter,
+    status_port: i64,
+    hooks: bool,
+) -> Option<Value> {
     let mut out = Map::new();
     for list in ["initContainers", "containers"] {
         let Some(items) = pod.at(&["spec", list]).and_then(Value::as_array) else {
@@ -168,7 +197,7 @@ fn dump_app_probers(pod: &Value, ports: &PortFilter, status_port: i64) -> Option
             let Some(name) = name_of(c).filter(|n| *n != PROXY_CONTAINER) else {
                 continue;
             };
-            for (field, prefix, suffix) in PROBE_FIELDS {
+            for &(field, prefix, suffix) in fields(hooks) {
                 let (handler, with_timeout) = match field {
                     "preStop" | "postStart" => {
                         (c.get("lifecycle").and_then(|l| l.get(field)), false)
@@ -246,7 +275,13 @@ fn named_port(container: &Value, name: &str) -> Option<i64> {
 }
 
 /// Append the env, or on re-injection merge it into the existing one (old entries win).
-fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Option<String> {
+/// Before 1.27 (`append_on_reinjection` false) a re-injected proxy without the env gets none.
+fn set_probers_env(
+    pod: &mut Value,
+    new: Value,
+    previously_injected: bool,
+    append_on_reinjection: bool,
+) -> Option<String> {
     let list = if sidecar_index(pod, "containers").is_some() {
         "containers"
     } else {
@@ -284,6 +319,7 @@ fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Op
             *entry = value!({"name": APP_PROBERS_ENV, "value": (&text)});
             Some(text)
         }
+        None if previously_injected && !append_on_reinjection => None,
         _ => {
             let text = marshal(&new, &PROBERS);
             env.push(value!({"name": APP_PROBERS_ENV, "value": (&text)}));
@@ -293,11 +329,11 @@ fn set_probers_env(pod: &mut Value, new: Value, previously_injected: bool) -> Op
 }
 
 /// Point the container's probes and lifecycle hooks at the status port.
-fn convert_container(c: &mut Value, status_port: i64, ports: &PortFilter) {
+fn convert_container(c: &mut Value, status_port: i64, ports: &PortFilter, hooks: bool) {
     let Some(name) = name_of(c).map(str::to_string) else {
         return;
     };
-    for (field, prefix, suffix) in PROBE_FIELDS {
+    for &(field, prefix, suffix) in fields(hooks) {
         let is_hook = matches!(field, "preStop" | "postStart");
         let slot = if is_hook {
             c.get_mut("lifecycle").and_then(|l| l.get_mut(field))
@@ -354,238 +390,4 @@ fn convert_handler(handler: &mut Value, url: &str, status_port: i64, allow_grpc:
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn hello_probes_pod() -> Value {
-        // inputs/hello-probes.yaml after the template (proxy as a native sidecar).
-        json!({
-            "metadata": {"annotations": {"istio.io/rev": "default"}},
-            "spec": {
-                "initContainers": [
-                    {"name": "istio-init", "args": []},
-                    {"name": "istio-proxy", "env": [{"name": "TRUST_DOMAIN", "value": "cluster.local"}]}
-                ],
-                "containers": [
-                    {
-                        "name": "hello",
-                        "ports": [{"name": "http", "containerPort": 80}],
-                        "livenessProbe": {"httpGet": {"port": "http"}},
-                        "readinessProbe": {"httpGet": {"port": 3333}},
-                        "lifecycle": {"preStop": {"httpGet": {"port": 91}}, "postStart": {"tcpSocket": {"port": 93}}}
-                    },
-                    {
-                        "name": "world",
-                        "ports": [{"name": "http", "containerPort": 90}],
-                        "livenessProbe": {"httpGet": {"port": "http"}},
-                        "readinessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}}
-                    }
-                ]
-            }
-        })
-    }
-
-    #[test]
-    fn hello_probes_golden() {
-        let mut pod = hello_probes_pod();
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(
-            env,
-            r#"{"/app-health/hello/livez":{"httpGet":{"port":80}},"/app-health/hello/readyz":{"httpGet":{"port":3333}},"/app-health/world/livez":{"httpGet":{"port":90}},"/app-lifecycle/hello/poststartz":{"tcpSocket":{"port":93}},"/app-lifecycle/hello/prestopz":{"httpGet":{"port":91}}}"#
-        );
-        let proxy_env = &pod["spec"]["initContainers"][1]["env"];
-        assert_eq!(proxy_env[1], json!({"name": APP_PROBERS_ENV, "value": env}));
-        let hello = &pod["spec"]["containers"][0];
-        assert_eq!(
-            hello["livenessProbe"],
-            json!({"httpGet": {"path": "/app-health/hello/livez", "port": 15020}})
-        );
-        assert_eq!(
-            hello["readinessProbe"],
-            json!({"httpGet": {"path": "/app-health/hello/readyz", "port": 15020}})
-        );
-        assert_eq!(
-            hello["lifecycle"],
-            json!({"preStop": {"httpGet": {"path": "/app-lifecycle/hello/prestopz", "port": 15020}},
-                   "postStart": {"httpGet": {"path": "/app-lifecycle/hello/poststartz", "port": 15020}}})
-        );
-        let world = &pod["spec"]["containers"][1];
-        assert_eq!(
-            world["readinessProbe"],
-            json!({"exec": {"command": ["cat", "/tmp/healthy"]}})
-        );
-        assert_eq!(
-            world["livenessProbe"]["httpGet"]["path"],
-            "/app-health/world/livez"
-        );
-    }
-
-    #[test]
-    fn disabled_by_annotation_or_values() {
-        let mut pod = hello_probes_pod();
-        let before = pod.clone();
-        assert_eq!(rewrite_probes(&mut pod, 15020, false), None);
-        assert_eq!(pod, before);
-        pod["metadata"]["annotations"][REWRITE_APP_HTTP_PROBERS] = json!("false");
-        assert_eq!(rewrite_probes(&mut pod, 15020, true), None);
-        // hello-probes-with-flag-set-in-annotation: the annotation turns it on.
-        pod["metadata"]["annotations"][REWRITE_APP_HTTP_PROBERS] = json!("true");
-        assert!(rewrite_probes(&mut pod, 15020, false).is_some());
-        // An invalid bool falls back to the values setting.
-        let mut pod = hello_probes_pod();
-        pod["metadata"]["annotations"][REWRITE_APP_HTTP_PROBERS] = json!("maybe");
-        assert_eq!(rewrite_probes(&mut pod, 15020, false), None);
-    }
-
-    #[test]
-    fn tcp_grpc_timeouts_scheme_and_status_port_annotation() {
-        let mut pod = json!({
-            "metadata": {"annotations": {STATUS_PORT: "123"}},
-            "spec": {"containers": [
-                {"name": "app",
-                 "readinessProbe": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 5, "periodSeconds": 3},
-                 "livenessProbe": {"grpc": {"port": 9000}},
-                 "startupProbe": {"httpGet": {"port": 8443, "scheme": "HTTPS", "path": "/start", "host": "localhost",
-                                              "httpHeaders": [{"name": "A", "value": "b"}]}}},
-                {"name": "istio-proxy"}
-            ]}
-        });
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(
-            env,
-            r#"{"/app-health/app/livez":{"grpc":{"port":9000,"service":null}},"/app-health/app/readyz":{"tcpSocket":{"port":8080},"timeoutSeconds":5},"/app-health/app/startupz":{"httpGet":{"path":"/start","port":8443,"host":"localhost","scheme":"HTTPS","httpHeaders":[{"name":"A","value":"b"}]}}}"#
-        );
-        let app = &pod["spec"]["containers"][0];
-        assert_eq!(
-            app["readinessProbe"],
-            json!({"httpGet": {"path": "/app-health/app/readyz", "port": 123}, "timeoutSeconds": 5, "periodSeconds": 3})
-        );
-        assert_eq!(
-            app["livenessProbe"],
-            json!({"httpGet": {"path": "/app-health/app/livez", "port": 123}})
-        );
-        assert_eq!(
-            app["startupProbe"]["httpGet"],
-            json!({"port": 123, "scheme": "HTTP", "path": "/app-health/app/startupz", "host": "localhost",
-                   "httpHeaders": [{"name": "A", "value": "b"}]})
-        );
-        assert_eq!(
-            pod["spec"]["containers"][1]["env"][0]["name"],
-            APP_PROBERS_ENV
-        );
-    }
-
-    #[test]
-    fn no_sidecar_no_probes() {
-        let mut pod = json!({"spec": {"containers": [{"name": "app", "readinessProbe": {"httpGet": {"port": 80}}}]}});
-        let before = pod.clone();
-        assert_eq!(rewrite_probes(&mut pod, 15020, true), None);
-        assert_eq!(pod, before);
-        let mut pod = json!({"spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]}});
-        assert_eq!(rewrite_probes(&mut pod, 15020, true), None);
-        assert!(pod["spec"]["containers"][1].get("env").is_none());
-    }
-
-    #[test]
-    fn unknown_named_port_is_rewritten_but_not_recorded() {
-        let mut pod = json!({"spec": {"containers": [
-            {"name": "app", "readinessProbe": {"httpGet": {"port": "nope"}}, "livenessProbe": {"httpGet": {"port": "8081"}}},
-            {"name": "istio-proxy"}
-        ]}});
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(
-            env,
-            r#"{"/app-health/app/livez":{"httpGet":{"port":8081}}}"#
-        );
-        assert_eq!(
-            pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"],
-            15020
-        );
-        // Re-injection does not record the rewritten probe as an original (found by fuzzing).
-        pod["metadata"] = json!({"annotations": {"sidecar.istio.io/status": "{}"}});
-        let again = rewrite_probes(&mut pod, 15020, true);
-        assert!(
-            again.as_ref().is_none_or(|e| !e.contains("readyz")),
-            "{again:?}"
-        );
-    }
-
-    #[test]
-    fn inbound_port_annotations_limit_rewriting() {
-        let base = json!({"spec": {"containers": [
-            {"name": "app", "readinessProbe": {"httpGet": {"port": 80}}, "livenessProbe": {"httpGet": {"port": 81}}},
-            {"name": "istio-proxy"}
-        ]}});
-        let mut pod = base.clone();
-        pod["metadata"] = json!({"annotations": {EXCLUDE_INBOUND_PORTS: "81"}});
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(env, r#"{"/app-health/app/readyz":{"httpGet":{"port":80}}}"#);
-        assert_eq!(
-            pod["spec"]["containers"][0]["livenessProbe"],
-            json!({"httpGet": {"port": 81}})
-        );
-        let mut pod = base.clone();
-        pod["metadata"] =
-            json!({"annotations": {INCLUDE_INBOUND_PORTS: "81", EXCLUDE_INBOUND_PORTS: "81"}});
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(env, r#"{"/app-health/app/livez":{"httpGet":{"port":81}}}"#);
-        assert_eq!(
-            pod["spec"]["containers"][0]["readinessProbe"],
-            json!({"httpGet": {"port": 80}})
-        );
-    }
-
-    #[test]
-    fn merge_probers_on_reinjection() {
-        // merge-probers: the old env is kept for already rewritten probes, the new container added.
-        let old = r#"{"/app-health/hello/livez":{"httpGet":{"port":80}},"/app-health/hello/readyz":{"httpGet":{"port":3333}},"/app-health/world/livez":{"httpGet":{"port":90}}}"#;
-        let mut pod = json!({
-            "metadata": {"annotations": {SIDECAR_STATUS: "{}"}},
-            "spec": {"initContainers": [{"name": "istio-proxy", "env": [{"name": APP_PROBERS_ENV, "value": old}, {"name": "X", "value": "y"}]}],
-                     "containers": [
-                {"name": "hello", "ports": [{"name": "http", "containerPort": 80}],
-                 "livenessProbe": {"httpGet": {"path": "/app-health/hello/livez", "port": 15020}},
-                 "readinessProbe": {"httpGet": {"path": "/app-health/hello/readyz", "port": 15020}}},
-                {"name": "world", "livenessProbe": {"httpGet": {"path": "/app-health/world/livez", "port": 15020}}},
-                {"name": "new", "livenessProbe": {"httpGet": {"path": "/testLive", "port": 8008}}}
-            ]}
-        });
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(
-            env,
-            r#"{"/app-health/hello/livez":{"httpGet":{"port":80}},"/app-health/hello/readyz":{"httpGet":{"port":3333}},"/app-health/new/livez":{"httpGet":{"path":"/testLive","port":8008}},"/app-health/world/livez":{"httpGet":{"port":90}}}"#
-        );
-        let proxy_env = pod["spec"]["initContainers"][0]["env"].as_array().unwrap();
-        assert_eq!(proxy_env.len(), 2);
-        assert_eq!(proxy_env[0]["value"], env);
-        assert_eq!(
-            pod["spec"]["containers"][0]["livenessProbe"],
-            json!({"httpGet": {"path": "/app-health/hello/livez", "port": 15020}})
-        );
-        assert_eq!(
-            pod["spec"]["containers"][2]["livenessProbe"]["httpGet"]["path"],
-            "/app-health/new/livez"
-        );
-    }
-
-    #[test]
-    fn native_sidecar_init_container_probes() {
-        let mut pod = json!({"spec": {
-            "initContainers": [
-                {"name": "istio-init"}, {"name": "istio-proxy"},
-                {"name": "other-sidecar", "restartPolicy": "Always", "readinessProbe": {"httpGet": {"port": 3333}}}
-            ],
-            "containers": [{"name": "hello"}]
-        }});
-        let env = rewrite_probes(&mut pod, 15020, true).unwrap();
-        assert_eq!(
-            env,
-            r#"{"/app-health/other-sidecar/readyz":{"httpGet":{"port":3333}}}"#
-        );
-        assert_eq!(
-            pod["spec"]["initContainers"][2]["readinessProbe"],
-            json!({"httpGet": {"path": "/app-health/other-sidecar/readyz", "port": 15020}})
-        );
-    }
-}
+mod tests;

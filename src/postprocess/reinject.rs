@@ -10,6 +10,7 @@ use super::status::status_names;
 use super::{overrides, prometheus};
 use crate::values::annotations::SIDECAR_STATUS;
 use crate::values::InjectError;
+use crate::versions::Behaviour;
 
 /// The previous injection's record, when the pod carries a parseable one.
 pub fn previous_status(pod: &Value) -> Option<Value> {
@@ -36,7 +37,11 @@ fn remove_named(pod: &mut Value, list: &str, names: &[String]) {
 /// prometheus annotations pointing at it were written by the previous injection.
 /// A pod with neither a previous injection's status nor recorded overrides is its own view:
 /// it is borrowed, not copied.
-pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Value>, InjectError> {
+pub fn template_view<'a>(
+    pod: &'a Value,
+    status_port: &str,
+    behaviour: Behaviour,
+) -> Result<Cow<'a, Value>, InjectError> {
     let has_overrides = pod
         .at(&["metadata", "annotations"])
         .is_some_and(|a| a.get(overrides::PROXY_OVERRIDES).is_some());
@@ -56,7 +61,7 @@ pub fn template_view<'a>(pod: &'a Value, status_port: &str) -> Result<Cow<'a, Va
             .and_then(Value::as_object_mut)
         {
             if prometheus::prometheus_port(ann).as_deref() == Some(status_port) {
-                prometheus::clear_prometheus(ann);
+                prometheus::clear_prometheus(ann, behaviour);
             }
             ann.remove(SIDECAR_STATUS);
         }
@@ -79,7 +84,7 @@ mod tests {
             "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}],
                      "initContainers": [{"name": "istio-init"}, {"name": "user-init"}]}
         });
-        let v = template_view(&pod, "15020").unwrap();
+        let v = template_view(&pod, "15020", Behaviour::default()).unwrap();
         assert_eq!(v["spec"]["containers"], json!([{"name": "app"}]));
         assert_eq!(v["spec"]["initContainers"], json!([{"name": "user-init"}]));
         assert_eq!(v["metadata"]["annotations"], json!({"keep": "x"}));
@@ -89,7 +94,7 @@ mod tests {
     fn pod_without_status_is_unchanged() {
         let pod = json!({"metadata": {"annotations": {"prometheus.io/port": "15020"}},
             "spec": {"containers": [{"name": "istio-proxy"}]}});
-        let view = template_view(&pod, "15020").unwrap();
+        let view = template_view(&pod, "15020", Behaviour::default()).unwrap();
         assert!(matches!(view, Cow::Borrowed(_)), "copied without need");
         assert_eq!(view.into_owned(), pod);
     }

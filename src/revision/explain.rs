@@ -2,8 +2,10 @@
 //! warnings. Every installed revision evaluates every pod, so each warning is emitted by one
 //! instance only (the one the labels point at), not once per installed revision.
 
-use super::{served_names, serves_default, Inputs, INJECTION_LABEL, INJECT_LABEL, REV_LABEL};
+use super::{explicit_inject, served_names, serves_default, Inputs};
+use super::{INJECTION_LABEL, INJECT_LABEL, REV_LABEL};
 use crate::settings::Settings;
+use crate::versions::{Behaviour, Change};
 
 /// "revision canary (tags prod)", for reasons.
 fn describe(settings: &Settings) -> String {
@@ -118,14 +120,12 @@ pub(super) fn warnings(settings: &Settings, input: &Inputs, selected: bool) -> V
     let annotation = input.inject_annotation.as_ref();
     match (label, annotation) {
         (None, Some(a)) => {
-            let ignored = if a == "true" || a == "false" {
-                String::new()
-            } else {
-                format!("; {a:?} is ignored, only \"true\" and \"false\" are accepted")
-            };
+            let note = reading(a, settings.behaviour())
+                .map(|r| format!("; {a:?} {r}"))
+                .unwrap_or_default();
             out.push(format!(
                 "the annotation {INJECT_LABEL}={a:?} is deprecated: use the pod label of the same \
-                 name, which webhooks also select on (IST0135){ignored}"
+                 name, which webhooks also select on (IST0135){note}"
             ));
         }
         (Some(l), Some(a)) if l != a => out.push(format!(
@@ -133,11 +133,28 @@ pub(super) fn warnings(settings: &Settings, input: &Inputs, selected: bool) -> V
         )),
         _ => {}
     }
-    if let Some(v) = label.filter(|v| *v != "true" && *v != "false") {
-        out.push(format!(
-            "the pod label {INJECT_LABEL}={v:?} is ignored: only \"true\" and \"false\" are \
-             accepted"
-        ));
+    if let Some((v, r)) = label.and_then(|v| Some((v, reading(v, settings.behaviour())?))) {
+        out.push(format!("the pod label {INJECT_LABEL}={v:?} {r}"));
     }
     out
+}
+
+/// How the injector reads a `sidecar.istio.io/inject` value that is not exactly `true` or
+/// `false` (R20), as the end of a warning; `None` when there is nothing to say.
+fn reading(value: &str, behaviour: Behaviour) -> Option<String> {
+    if value == "true" || value == "false" {
+        return None;
+    }
+    if behaviour.has(Change::InjectExactBool) {
+        return Some("is ignored: only \"true\" and \"false\" are accepted".to_string());
+    }
+    let meaning = match explicit_inject(value, behaviour)? {
+        true => "true",
+        false => "false (do not inject)",
+    };
+    Some(format!(
+        "is read as {meaning}: this Istio version reads y, yes, true and on (in any case) as \
+         true and any other non-empty value as false; write \"true\" or \"false\", the only \
+         values Istio 1.27 and later accept"
+    ))
 }

@@ -329,3 +329,63 @@ fn webhooks_follow_the_settings_of_each_call() {
     assert!(d.inject, "{d:?}");
     assert_eq!(d.revision, "stable");
 }
+
+fn at(version: &str) -> Settings {
+    settings(json!({"revision": "canary", "istioVersion": version}))
+}
+
+/// R20: up to 1.26 `sidecar.istio.io/inject` is read as a YAML bool (lower-cased
+/// y/yes/true/on inject, "" is undecided, anything else skips); from 1.27 only exact
+/// true/false decide and anything else falls through to the policy.
+#[test]
+fn inject_value_reading_follows_the_version() {
+    let ns = [(REV_LABEL, "canary")];
+    let label = |v: &str| pod(&[(INJECT_LABEL, v)], &[]);
+    // Pod label "no" on a namespace whose policy injects.
+    let d = run(&at("1.26"), &ns, &label("no"));
+    assert_eq!((d.inject, d.rule.as_str()), (false, "podLabel"), "{d:?}");
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.contains("\"no\" is read as false")),
+        "{:?}",
+        d.warnings
+    );
+    let d = run(&at("1.27"), &ns, &label("no"));
+    assert_eq!(
+        (d.inject, d.rule.as_str()),
+        (true, "rev.namespace"),
+        "{d:?}"
+    );
+    assert!(
+        d.warnings.iter().any(|w| w.contains("\"no\" is ignored")),
+        "{:?}",
+        d.warnings
+    );
+    // "YES" injects explicitly up to 1.26, even under policy disabled; from 1.27 it is ignored.
+    let disabled =
+        |v: &str| settings(json!({"revision": "canary", "policy": "disabled", "istioVersion": v}));
+    let d = run(&disabled("1.22.8"), &ns, &label("YES"));
+    assert!(d.inject, "{d:?}");
+    assert!(d.reason.contains("\"YES\""), "{d:?}");
+    let d = run(&disabled("1.27.9"), &ns, &label("YES"));
+    assert_eq!((d.inject, d.rule.as_str()), (false, "policy"), "{d:?}");
+    // The never-inject selector loses to an explicit "on" up to 1.26 only.
+    let never = |v: &str| {
+        settings(json!({"revision": "canary", "istioVersion": v,
+            "neverInjectSelector": [{"matchLabels": {"app": "x"}}]}))
+    };
+    let p = pod(&[(INJECT_LABEL, "on"), ("app", "x")], &[]);
+    assert!(run(&never("1.26"), &ns, &p).inject);
+    let d = run(&never("1.32"), &ns, &p);
+    assert_eq!((d.inject, d.rule.as_str()), (false, "neverInjectSelector"));
+    // The annotation alone is read the same way, and "" is undecided in both.
+    let ann = |v: &str| pod(&[], &[(INJECT_LABEL, v)]);
+    assert_eq!(run(&at("1.25"), &ns, &ann("off")).rule, "podAnnotation");
+    assert!(run(&at("1.30"), &ns, &ann("off")).inject);
+    let d = run(&at("1.25"), &ns, &ann(""));
+    assert!(d.inject, "{d:?}");
+    assert_eq!(explicit_inject("", at("1.25").behaviour()), None);
+    assert_eq!(explicit_inject("On", at("1.26").behaviour()), Some(true));
+    assert_eq!(explicit_inject("True", at("1.27").behaviour()), None);
+}

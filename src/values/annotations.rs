@@ -4,7 +4,7 @@
 //! annotation and repeats Istio's wording (`invalid value '<v>' for annotation '<name>': ...`), so
 //! users and tests matching on Istio's text see the same thing.
 
-use crate::versions::Behaviour;
+use crate::versions::{Behaviour, Change};
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
@@ -37,36 +37,112 @@ pub const REWRITE_APP_HTTP_PROBERS: &str = "sidecar.istio.io/rewriteAppHTTPProbe
 pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
 pub const AGENT_LOG_LEVEL: &str = "sidecar.istio.io/agentLogLevel";
 
+pub const ENABLE_CORE_DUMP: &str = "sidecar.istio.io/enableCoreDump";
+
 type Check = fn(&str) -> Result<(), String>;
 
-/// The annotations Istio validates, with their checks. Resource quantities are checked too: Istio
-/// rejects a bad one later (the rendered pod does not parse); here it fails with the annotation named.
-const CHECKS: &[(&str, Check)] = &[
-    (INTERCEPTION_MODE, check_interception_mode),
-    (STATUS_PORT, check_status_port),
-    (READINESS_INITIAL_DELAY, check_uint32),
-    (READINESS_PERIOD, check_uint32),
-    (READINESS_FAILURE_THRESHOLD, check_uint32),
-    (INCLUDE_OUTBOUND_IP_RANGES, check_include_ip_ranges),
-    (EXCLUDE_OUTBOUND_IP_RANGES, check_exclude_ip_ranges),
-    (INCLUDE_INBOUND_PORTS, check_include_inbound_ports),
-    (EXCLUDE_INBOUND_PORTS, check_exclude_inbound_ports),
-    (EXCLUDE_OUTBOUND_PORTS, check_exclude_outbound_ports),
-    (PROMETHEUS_MERGE_METRICS, check_bool),
-    (PROXY_CONFIG, check_proxy_config),
-    (PROXY_CPU, check_quantity),
-    (PROXY_MEMORY, check_quantity),
-    (PROXY_CPU_LIMIT, check_quantity),
-    (PROXY_MEMORY_LIMIT, check_quantity),
+/// Which versions validate an annotation.
+#[derive(Clone, Copy)]
+enum Gate {
+    Always,
+    /// From the version that introduced the change.
+    Since(Change),
+    /// Up to the version before it.
+    Until(Change),
+}
+
+/// The annotations Istio validates, with their checks and the versions that do (validate.go's
+/// `AnnotationValidation` per version).
+const CHECKS: &[(&str, Check, Gate)] = &[
+    (INTERCEPTION_MODE, check_interception_mode, Gate::Always),
+    // R09: a Go bool up to 1.24.
+    (
+        ENABLE_CORE_DUMP,
+        check_bool,
+        Gate::Until(Change::CoreDumpAnnotationUnchecked),
+    ),
+    (STATUS_PORT, check_status_port, Gate::Always),
+    (READINESS_INITIAL_DELAY, check_uint32, Gate::Always),
+    (READINESS_PERIOD, check_uint32, Gate::Always),
+    (READINESS_FAILURE_THRESHOLD, check_uint32, Gate::Always),
+    (
+        INCLUDE_OUTBOUND_IP_RANGES,
+        check_include_ip_ranges,
+        Gate::Always,
+    ),
+    (
+        EXCLUDE_OUTBOUND_IP_RANGES,
+        check_exclude_ip_ranges,
+        Gate::Always,
+    ),
+    (
+        INCLUDE_INBOUND_PORTS,
+        check_include_inbound_ports,
+        Gate::Always,
+    ),
+    (
+        EXCLUDE_INBOUND_PORTS,
+        check_exclude_inbound_ports,
+        Gate::Always,
+    ),
+    (
+        EXCLUDE_OUTBOUND_PORTS,
+        check_exclude_outbound_ports,
+        Gate::Always,
+    ),
+    (PROMETHEUS_MERGE_METRICS, check_bool, Gate::Always),
+    (PROXY_CONFIG, check_proxy_config, Gate::Always),
+    // R21: from 1.27. Before, a value that is no quantity fails later, when the rendered
+    // resources are decoded (see `sidecar::resources`), which rejects the pod as well.
+    (
+        PROXY_CPU,
+        check_quantity,
+        Gate::Since(Change::ProxyResourceAnnotationsChecked),
+    ),
+    (
+        PROXY_MEMORY,
+        check_quantity,
+        Gate::Since(Change::ProxyResourceAnnotationsChecked),
+    ),
+    (
+        PROXY_CPU_LIMIT,
+        check_quantity,
+        Gate::Since(Change::ProxyResourceAnnotationsChecked),
+    ),
+    (
+        PROXY_MEMORY_LIMIT,
+        check_quantity,
+        Gate::Since(Change::ProxyResourceAnnotationsChecked),
+    ),
+    // R29: from 1.30.
+    (
+        EXCLUDE_INTERFACES,
+        check_interface_names,
+        Gate::Since(Change::InterfaceNamesChecked),
+    ),
+    (
+        KUBEVIRT_INTERFACES,
+        check_interface_names,
+        Gate::Since(Change::InterfaceNamesChecked),
+    ),
+    (
+        REROUTE_VIRTUAL_INTERFACES,
+        check_interface_names,
+        Gate::Since(Change::InterfaceNamesChecked),
+    ),
 ];
 
 /// Check every known annotation of the pod. All problems are reported at once, in Istio's
 /// multi-error layout, sorted by annotation name so the message is stable.
 pub fn validate(annotations: &Map<String, Value>, behaviour: Behaviour) -> Result<(), InjectError> {
-    let _ = behaviour;
     let mut errors = Vec::new();
-    for (name, check) in CHECKS {
-        let Some(raw) = annotations.get(*name) else {
+    for (name, check, gate) in CHECKS {
+        let checked = match gate {
+            Gate::Always => true,
+            Gate::Since(c) => behaviour.has(*c),
+            Gate::Until(c) => !behaviour.has(*c),
+        };
+        let Some(raw) = annotations.get(*name).filter(|_| checked) else {
             continue;
         };
         let value = match raw {
@@ -153,8 +229,44 @@ fn check_exclude_outbound_ports(ports: &str) -> Result<(), String> {
     check_port_list("excludeOutboundPorts", ports)
 }
 
+/// validate.go's `validateResourceQuantity` (1.27+): no control characters, then a quantity.
 fn check_quantity(value: &str) -> Result<(), String> {
+    if value.chars().any(char::is_control) {
+        return Err("value contains control characters".to_string());
+    }
     parse_quantity(value).map(|_| ())
+}
+
+/// `netutil.ValidateInterfaceNames` (1.30+), as Istio's tests pin it down: `""` is fine;
+/// otherwise a comma list whose space-trimmed entries are non-empty Linux interface names of
+/// at most 15 characters from `[A-Za-z0-9_.-]`.
+fn check_interface_names(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    for entry in value.split(',') {
+        let name = entry.trim();
+        if name.is_empty() {
+            return Err(format!("empty interface name in list {}", quote(value)));
+        }
+        if name.len() > 15 {
+            return Err(format!(
+                "interface name {} is longer than 15 characters",
+                quote(name)
+            ));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(format!(
+                "interface name {} contains the invalid character {}",
+                quote(name),
+                quote(&c.to_string())
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `proxy.istio.io/config` is ProxyConfig YAML (JSON included). It must be a map, and the
@@ -430,5 +542,79 @@ mod tests {
             parse_ports("bad").unwrap_err(),
             "failed parsing port 'bad': failed parsing port 'bad': strconv.ParseUint: parsing \"bad\": invalid syntax"
         );
+    }
+
+    fn at(version: &str, pairs: &[(&str, &str)]) -> Result<(), InjectError> {
+        let b = crate::versions::IstioVersion::parse(version)
+            .unwrap()
+            .behaviour();
+        let m: Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        validate(&m, b)
+    }
+
+    /// R09: enableCoreDump must be a Go bool up to 1.24 only.
+    #[test]
+    fn core_dump_annotation_checked_until_1_25() {
+        let msg = at("1.24", &[(ENABLE_CORE_DUMP, "sometimes")])
+            .unwrap_err()
+            .0;
+        assert!(
+            msg.contains(
+                "invalid value 'sometimes' for annotation 'sidecar.istio.io/enableCoreDump': \
+                 strconv.ParseBool: parsing \"sometimes\": invalid syntax"
+            ),
+            "{msg}"
+        );
+        assert_eq!(at("1.22", &[(ENABLE_CORE_DUMP, "TRUE")]), Ok(()));
+        assert_eq!(at("1.25", &[(ENABLE_CORE_DUMP, "sometimes")]), Ok(()));
+    }
+
+    /// R21: proxy CPU/memory annotations are validated from 1.27 (control characters
+    /// first); before, validation lets them through (rendering decides).
+    #[test]
+    fn proxy_resource_annotations_checked_from_1_27() {
+        for name in [PROXY_CPU, PROXY_MEMORY, PROXY_CPU_LIMIT, PROXY_MEMORY_LIMIT] {
+            let msg = at("1.27", &[(name, "lots")]).unwrap_err().0;
+            assert!(
+                msg.contains(&format!("invalid value 'lots' for annotation '{name}'")),
+                "{msg}"
+            );
+            assert_eq!(at("1.26", &[(name, "lots")]), Ok(()));
+        }
+        let msg = at("1.32", &[(PROXY_CPU, "1\n")]).unwrap_err().0;
+        assert!(msg.contains("value contains control characters"), "{msg}");
+        assert_eq!(at("1.27", &[(PROXY_MEMORY, "512Mi")]), Ok(()));
+    }
+
+    /// R29: interface-list annotations are validated from 1.30.
+    #[test]
+    fn interface_names_checked_from_1_30() {
+        for name in [
+            EXCLUDE_INTERFACES,
+            KUBEVIRT_INTERFACES,
+            REROUTE_VIRTUAL_INTERFACES,
+        ] {
+            for bad in [
+                "eth0 -d 10.0.0.50",
+                "eth0,,eth1",
+                "averyveryverylongname",
+                "eth0;reboot",
+                "$(id)",
+                "net/1",
+            ] {
+                let msg = at("1.30", &[(name, bad)]).unwrap_err().0;
+                assert!(
+                    msg.contains(&format!("invalid value '{bad}' for annotation '{name}'")),
+                    "{msg}"
+                );
+                assert_eq!(at("1.29", &[(name, bad)]), Ok(()), "{name}={bad}");
+            }
+            for good in ["", "eth0", " eth0 , net1", "0_a.b-c", "abcdefghijklmno"] {
+                assert_eq!(at("1.32", &[(name, good)]), Ok(()), "{name}={good:?}");
+            }
+        }
     }
 }
