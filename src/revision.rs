@@ -40,6 +40,9 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// The revision this policy instance injects for.
     pub revision: String,
+    /// The Istio version whose injector this instance reproduces (`istioVersion`).
+    #[serde(rename = "istioVersion")]
+    pub istio_version: String,
     /// The webhook of this instance that selected the pod, if any (even when the chain skipped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
@@ -296,6 +299,7 @@ pub fn decide(
             reason: explain::unselected_reason(settings, &input),
             warnings,
             revision,
+            istio_version: settings.istio_version.to_string(),
             webhook: None,
         };
     };
@@ -313,6 +317,7 @@ pub fn decide(
         reason: [selected.as_str(), "; ", &why].concat(),
         warnings,
         revision,
+        istio_version: settings.istio_version.to_string(),
         webhook: Some(webhook.name),
     }
 }

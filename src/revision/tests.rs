@@ -389,3 +389,16 @@ fn inject_value_reading_follows_the_version() {
     assert_eq!(explicit_inject("On", at("1.26").behaviour()), Some(true));
     assert_eq!(explicit_inject("True", at("1.27").behaviour()), None);
 }
+
+#[test]
+fn the_decision_names_the_istio_version_it_reproduces() {
+    let old = settings(json!({"revision": "asm-1233-2", "istioVersion": "1.23.3"}));
+    let d = run(&old, &[(REV_LABEL, "asm-1233-2")], &pod(&[], &[]));
+    assert_eq!(d.istio_version, "1.23.3");
+    let text = serde_json::to_string(&d).unwrap();
+    assert!(text.contains(r#""istioVersion":"1.23.3""#), "{text}");
+    // Skipped pods name it too, and without the setting it is the newest version.
+    let d = run(&canary(), &[], &pod(&[], &[]));
+    assert!(!d.inject);
+    assert_eq!(d.istio_version, "1.32");
+}

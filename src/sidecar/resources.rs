@@ -46,7 +46,10 @@ pub fn proxy_resources(
                 continue;
             };
             let text = scalar_text(value).unwrap_or_default();
-            let q = canonical_quantity(&text).map_err(|e| {
+            // The rendered YAML is decoded into a resource.Quantity, whose UnmarshalJSON
+            // trims whitespace: `" 100m "` renders (the 1.27+ annotation check, which does
+            // not trim, refuses it before rendering).
+            let q = canonical_quantity(text.trim()).map_err(|e| {
                 InjectError(format!(
                     "invalid value '{text}' for annotation '{name}': {e}"
                 ))
@@ -132,6 +135,17 @@ mod tests {
         assert_eq!(
             proxy_resources(&defaults, &a).unwrap(),
             json!({"limits": {"cpu": "1500m"}})
+        );
+    }
+
+    /// Istio decodes the rendered quantity with `resource.Quantity`'s UnmarshalJSON, which
+    /// trims whitespace: versions that do not check the annotation first (before 1.27) admit it.
+    #[test]
+    fn annotation_quantities_are_trimmed_as_istio_decodes_them() {
+        let a = anns(json!({PROXY_CPU: " 100m ", PROXY_MEMORY: "\t1Gi\n"}));
+        assert_eq!(
+            proxy_resources(&json!({}), &a).unwrap(),
+            json!({"requests": {"cpu": "100m", "memory": "1Gi"}})
         );
     }
 
