@@ -99,6 +99,14 @@ fn truthy(v: &Value) -> bool {
 }
 
 fn proxy_security_context(r: &Render) -> Value {
+    let mut sc = proxy_security_context_fields(r);
+    if let (Some(profile), Value::Object(m)) = (super::init::seccomp_profile(r), &mut sc) {
+        m.insert("seccompProfile".into(), profile.clone());
+    }
+    sc
+}
+
+fn proxy_security_context_fields(r: &Render) -> Value {
     let privileged = r.helm.truthy(Key::Privileged);
     let read_only = !r.core_dump_enabled();
     let tproxy = r.interception_mode() == "TPROXY";
