@@ -197,10 +197,32 @@ pub fn pasted_in_quotes(s: &str, behaviour: Behaviour, what: &str) -> Result<Str
     }
     match crate::go::yaml::parse(&["\"", s, "\""].concat()) {
         Ok(Value::String(v)) => Ok(v),
-        _ => Err(InjectError(format!(
-            "invalid value '{s}' for '{what}': the injection template renders it as invalid YAML"
-        ))),
+        _ => Err(invalid_yaml(s, what)),
     }
+}
+
+/// A string the template pastes as a plain YAML scalar before 1.32 (R37), such as
+/// `--proxyLogLevel=<v>` or the bootstrap ConfigMap name: YAML reads it (` #` starts a
+/// comment, `123` is a number), and what is not a string, or not YAML, rejects the pod. From
+/// 1.32 it is Go-quoted, so it arrives verbatim.
+pub fn pasted_plain(text: &str, behaviour: Behaviour, what: &str) -> Result<Value, InjectError> {
+    if behaviour.has(Change::QuotedTemplateStrings) {
+        return Ok(Value::String(text.to_string()));
+    }
+    // A continuation line would sit left of the template's indentation.
+    if text.contains(['\n', '\r']) {
+        return Err(invalid_yaml(text, what));
+    }
+    match crate::go::yaml::parse(text) {
+        Ok(v @ (Value::String(_) | Value::Null)) => Ok(v),
+        _ => Err(invalid_yaml(text, what)),
+    }
+}
+
+fn invalid_yaml(s: &str, what: &str) -> InjectError {
+    InjectError(format!(
+        "invalid value '{s}' for '{what}': the injection template renders it as invalid YAML"
+    ))
 }
 
 /// `updateImageTypeIfPresent`: replace a known `-distroless`/`-debug` suffix by the wanted type.

@@ -19,10 +19,10 @@ const CAP_NET_BIND_SERVICE: &str = "sidecar.istio.io/capNetBindService";
 
 /// `istio-proxy`'s image: the annotation or `global.proxy.image` when it is a full reference,
 /// else `<hub>/<global.proxy.image>:<tag>[-<imageType>]` (`ProxyImage`).
-fn proxy_image(r: &Render) -> String {
+fn proxy_image(r: &Render) -> Result<String, InjectError> {
     let name = r.ann_or_value(PROXY_IMAGE, Key::ProxyImage);
     if name.contains('/') {
-        return name;
+        return super::pasted_in_quotes(&name, r.behaviour, PROXY_IMAGE);
     }
     let mut image = r
         .helm
@@ -33,10 +33,10 @@ fn proxy_image(r: &Render) -> String {
     if image.contains('/') {
         image = "proxyv2".into();
     }
-    r.hub_image(&image, &r.image_type())
+    Ok(r.hub_image(&image, &r.image_type()))
 }
 
-fn proxy_args(r: &Render) -> Vec<String> {
+fn proxy_args(r: &Render) -> Result<Vec<Value>, InjectError> {
     let h = r.helm;
     let mut args = vec![
         "proxy".to_string(),
@@ -66,7 +66,16 @@ fn proxy_args(r: &Render) -> Vec<String> {
     if h.truthy(Key::LogAsJson) {
         args.push("--log_as_json".into());
     }
-    args
+    // Before 1.32 the three log levels are plain YAML scalars (R37).
+    let plain = |i: usize, what| super::pasted_plain(&args[i], r.behaviour, what);
+    let levels = [
+        plain(4, LOG_LEVEL)?,
+        plain(5, COMPONENT_LOG_LEVEL)?,
+        plain(6, AGENT_LOG_LEVEL)?,
+    ];
+    let mut out: Vec<Value> = args.iter().map(|a| value!(a.as_str())).collect();
+    out.splice(4..7, levels);
+    Ok(out)
 }
 
 /// A probe integer from an annotation or helm value (validated earlier; bad text becomes 0).
@@ -155,13 +164,13 @@ fn proxy_security_context_fields(r: &Render) -> Value {
 pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
     let mut c = Map::new();
     put(&mut c, "name", value!(PROXY_CONTAINER));
-    put(&mut c, "image", value!(proxy_image(r)));
+    put(&mut c, "image", value!(proxy_image(r)?));
     put(
         &mut c,
         "ports",
         value!([{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}]),
     );
-    put(&mut c, "args", value!(proxy_args(r)));
+    put(&mut c, "args", Value::Array(proxy_args(r)?));
     if let Some(l) = lifecycle(r) {
         put(&mut c, "lifecycle", l);
     }

@@ -356,3 +356,39 @@ fn r37_init_strings_are_quoted_from_1_32() {
         r"example.com/p:\x41"
     );
 }
+
+#[test]
+fn r37_proxy_strings_are_plain_scalars_before_1_32() {
+    let proxy_args = |out: &Value| container(out, "istio-proxy").unwrap()["args"].clone();
+    let comment = json!({"sidecar.istio.io/logLevel": "debug #x"});
+    let old = injected("1.30", json!({}), comment.clone());
+    assert_eq!(proxy_args(&old)[4], "--proxyLogLevel=debug");
+    let new = injected("1.32", json!({}), comment);
+    assert_eq!(proxy_args(&new)[4], "--proxyLogLevel=debug #x");
+    let colon = pod(json!({"sidecar.istio.io/componentLogLevel": "misc: error"}));
+    assert!(run(&colon, &settings("1.30", json!({}))).is_err());
+    let out = run(&colon, &settings("1.32", json!({}))).unwrap();
+    assert_eq!(proxy_args(&out)[5], "--proxyComponentLogLevel=misc: error");
+    // `sidecar.istio.io/bootstrapOverride: "123"` renders the number 123 before 1.32.
+    let numeric = pod(json!({"sidecar.istio.io/bootstrapOverride": "123"}));
+    assert!(run(&numeric, &settings("1.30", json!({}))).is_err());
+    let out = run(&numeric, &settings("1.32", json!({}))).unwrap();
+    let volume = out["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "custom-bootstrap-volume")
+        .unwrap();
+    assert_eq!(volume["configMap"]["name"], "123");
+    let image = json!({"sidecar.istio.io/proxyImage": r"example.com/p:\x41"});
+    let out = injected("1.30", json!({}), image.clone());
+    assert_eq!(
+        container(&out, "istio-proxy").unwrap()["image"],
+        "example.com/p:A"
+    );
+    let out = injected("1.32", json!({}), image);
+    assert_eq!(
+        container(&out, "istio-proxy").unwrap()["image"],
+        r"example.com/p:\x41"
+    );
+}
