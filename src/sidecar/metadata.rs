@@ -2,6 +2,7 @@
 //! annotations (revision, default containers, with CNI the capture settings).
 
 use crate::json::value;
+use crate::json::Path;
 use serde_json::{Map, Value};
 
 use super::{capture, Render};
@@ -12,6 +13,7 @@ pub const REV: &str = "istio.io/rev";
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 pub const DEFAULT_LOGS_CONTAINER: &str = "kubectl.kubernetes.io/default-logs-container";
 const TLS_MODE: &str = "security.istio.io/tlsMode";
+const TUNNEL: &str = "networking.istio.io/tunnel";
 const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
 const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
 const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
@@ -39,8 +41,23 @@ fn first_label(labels: &Map<String, Value>, keys: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `security.istio.io/tlsMode` and the canonical service labels.
+/// `security.istio.io/tlsMode`, with HBONE (`ISTIO_META_ENABLE_HBONE: "true"` in the
+/// ProxyConfig's `proxyMetadata`) `networking.istio.io/tunnel`, and the canonical service labels.
 pub fn template_labels(r: &Render) -> Value {
+    let mut labels = service_labels(r);
+    let hbone = r
+        .pc()
+        .at(&["proxyMetadata", "ISTIO_META_ENABLE_HBONE"])
+        .and_then(Value::as_str)
+        == Some("true");
+    if let (true, Value::Object(m)) = (hbone, &mut labels) {
+        let tunnel = first_label(r.labels, &[TUNNEL]).unwrap_or_else(|| "http".into());
+        m.insert(TUNNEL.into(), value!(tunnel));
+    }
+    labels
+}
+
+fn service_labels(r: &Render) -> Value {
     let l = r.labels;
     let tls = first_label(l, &[TLS_MODE]).unwrap_or_else(|| "istio".into());
     let name = first_label(l, &[CANONICAL_NAME, "app.kubernetes.io/name", "app"])

@@ -392,3 +392,24 @@ fn r37_proxy_strings_are_plain_scalars_before_1_32() {
         r"example.com/p:\x41"
     );
 }
+
+#[test]
+fn hbone_proxy_metadata_adds_the_tunnel_label_in_every_version() {
+    let mesh = json!({"defaultConfig": {"proxyMetadata": {"ISTIO_META_ENABLE_HBONE": "true"}}});
+    for v in ["1.22", "1.32"] {
+        let s = Settings {
+            mesh_config: mesh.clone(),
+            ..settings(v, json!({}))
+        };
+        let out = run(&pod(json!({})), &s).unwrap();
+        assert_eq!(
+            out["metadata"]["labels"]["networking.istio.io/tunnel"],
+            "http"
+        );
+        let plain = run(&pod(json!({})), &settings(v, json!({}))).unwrap();
+        assert_eq!(
+            plain["metadata"]["labels"].get("networking.istio.io/tunnel"),
+            None
+        );
+    }
+}
