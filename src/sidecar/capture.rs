@@ -15,6 +15,9 @@ use crate::values::traffic::{
     virtual_interfaces, TrafficConfig,
 };
 use crate::values::InjectError;
+use crate::versions::{Behaviour, Change};
+
+use super::pasted_in_quotes;
 
 /// The pod's annotations (empty when it has none).
 fn pod_annotations(pod: &Value) -> Map<String, Value> {
@@ -24,8 +27,13 @@ fn pod_annotations(pod: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// The `args` of `istio-init` (or, with CNI, `istio-validation`).
-pub fn init_args(pod: &Value, cfg: &TrafficConfig) -> Result<Vec<String>, InjectError> {
+/// The `args` of `istio-init` (or, with CNI, `istio-validation`) as the template writes them
+/// at `behaviour`'s version.
+pub fn init_args(
+    pod: &Value,
+    cfg: &TrafficConfig,
+    behaviour: Behaviour,
+) -> Result<Vec<String>, InjectError> {
     let annotations = pod_annotations(pod);
     if let Some((name, _)) = annotations.iter().find(|(_, v)| !v.is_string()) {
         return Err(InjectError(format!("annotation '{name}' must be a string")));
@@ -96,32 +104,35 @@ pub fn init_args(pod: &Value, cfg: &TrafficConfig) -> Result<Vec<String>, Inject
                 &cfg.exclude_outbound_ports,
             ),
         ),
-        ("-k", virtual_interfaces(&annotations)),
-        ("-c", annotations.get(EXCLUDE_INTERFACES).map(sprint)),
     ];
-    for (flag, value) in optional {
+    let interfaces = virtual_interfaces(&annotations, behaviour)
+        .into_iter()
+        .map(|v| ("-k", Some(v)));
+    let excluded = ("-c", annotations.get(EXCLUDE_INTERFACES).map(sprint));
+    for (flag, value) in optional.into_iter().chain(interfaces).chain([excluded]) {
         if let Some(v) = value {
             args.push(flag.to_string());
             args.push(v);
         }
     }
+    let log_level = annotation_or(&annotations, AGENT_LOG_LEVEL, &cfg.log_level);
     args.push(
         [
             "--log_output_level=",
-            &annotation_or(&annotations, AGENT_LOG_LEVEL, &cfg.log_level),
+            &pasted_in_quotes(&log_level, behaviour, AGENT_LOG_LEVEL)?,
         ]
         .concat(),
     );
     if cfg.log_as_json {
         args.push("--log_as_json".into());
     }
-    if cfg.cni_enabled {
+    if cfg.cni(behaviour) {
         args.push("--run-validation".into());
         args.push("--skip-rule-apply".into());
-    } else if cfg.force_apply_iptables {
+    } else if cfg.force_apply_iptables && behaviour.has(Change::ForceApplyIptables) {
         args.push("--force-apply".into());
     }
-    if cfg.native_nftables {
+    if cfg.native_nftables && behaviour.has(Change::NativeNftables) {
         args.push("--native-nftables".into());
     }
     Ok(args)
@@ -132,6 +143,7 @@ pub fn init_args(pod: &Value, cfg: &TrafficConfig) -> Result<Vec<String>, Inject
 pub fn cni_annotations(
     annotations: &Map<String, Value>,
     cfg: &TrafficConfig,
+    behaviour: Behaviour,
 ) -> Vec<(String, String)> {
     let mut out = vec![(
         INTERCEPTION_MODE.to_string(),
@@ -158,14 +170,15 @@ pub fn cni_annotations(
             &cfg.exclude_ip_ranges,
         ),
     );
-    out.push((
-        INCLUDE_INBOUND_PORTS.to_string(),
-        annotation_or(
-            annotations,
-            INCLUDE_INBOUND_PORTS,
-            &cfg.include_inbound_ports,
-        ),
-    ));
+    let inbound = annotation_or(
+        annotations,
+        INCLUDE_INBOUND_PORTS,
+        &cfg.include_inbound_ports,
+    );
+    // Up to 1.24 written only when non-empty (R12).
+    if !inbound.is_empty() || behaviour.has(Change::CniIncludeInboundPortsAlways) {
+        out.push((INCLUDE_INBOUND_PORTS.to_string(), inbound));
+    }
     out.push((
         EXCLUDE_INBOUND_PORTS.to_string(),
         exclude_inbound_ports(annotations, cfg),
@@ -189,6 +202,10 @@ pub fn cni_annotations(
         REROUTE_VIRTUAL_INTERFACES,
         EXCLUDE_INTERFACES,
     ] {
+        // The reroute annotation is read from 1.25 (R13).
+        if name == REROUTE_VIRTUAL_INTERFACES && !behaviour.has(Change::RerouteVirtualInterfaces) {
+            continue;
+        }
         if let Some(v) = non_empty(annotations, name) {
             out.push((name.to_string(), v));
         }
@@ -228,7 +245,7 @@ mod tests {
     }
 
     fn args(pod: &Value, cfg: &TrafficConfig) -> String {
-        init_args(pod, cfg).unwrap().join(" ")
+        init_args(pod, cfg, Behaviour::default()).unwrap().join(" ")
     }
 
     const DEFAULT: &str =
@@ -237,7 +254,7 @@ mod tests {
     #[test]
     fn default_args_match_hello_golden() {
         let cfg = TrafficConfig::default();
-        let got = init_args(&json!({"metadata": {}}), &cfg).unwrap();
+        let got = init_args(&json!({"metadata": {}}), &cfg, Behaviour::default()).unwrap();
         assert_eq!(got[12], "");
         assert_eq!(
             args(&json!({}), &cfg),
@@ -312,7 +329,7 @@ mod tests {
         assert!(args(&json!({}), &cfg).contains("-d 15090,15021,15020 -o 25 --log"));
         // An empty annotation still wins over the value and still emits the flag.
         let p = pod(json!({EXCLUDE_OUTBOUND_PORTS: ""}));
-        let got = init_args(&p, &cfg).unwrap();
+        let got = init_args(&p, &cfg, Behaviour::default()).unwrap();
         assert_eq!(&got[got.len() - 3..got.len() - 1], ["-o", ""]);
     }
 
@@ -343,7 +360,7 @@ mod tests {
             &helm(&json!({"pilot": {"cni": {"enabled": true}}})),
             &json!({}),
         );
-        let got = cni_annotations(&Map::new(), &cfg);
+        let got = cni_annotations(&Map::new(), &cfg, Behaviour::default());
         let want: Vec<(String, String)> = [
             (INTERCEPTION_MODE, "REDIRECT"),
             (INCLUDE_OUTBOUND_IP_RANGES, "*"),
@@ -357,7 +374,11 @@ mod tests {
         let a = pod(
             json!({INTERCEPTION_MODE: "NONE", EXCLUDE_OUTBOUND_PORTS: "1", REROUTE_VIRTUAL_INTERFACES: "n1"}),
         );
-        let got = cni_annotations(a["metadata"]["annotations"].as_object().unwrap(), &cfg);
+        let got = cni_annotations(
+            a["metadata"]["annotations"].as_object().unwrap(),
+            &cfg,
+            Behaviour::default(),
+        );
         assert!(got.contains(&(INTERCEPTION_MODE.to_string(), "NONE".to_string())));
         assert!(got.contains(&(EXCLUDE_OUTBOUND_PORTS.to_string(), "1".to_string())));
         assert!(got.contains(&(REROUTE_VIRTUAL_INTERFACES.to_string(), "n1".to_string())));

@@ -6,24 +6,34 @@ use serde_json::{Map, Value};
 use super::capture::init_args;
 use super::proxy_env::env_list;
 use super::resources::resources_of;
-use super::{Render, INIT_CONTAINER, PROXY_IMAGE, VALIDATION_CONTAINER};
+use super::{pasted_in_quotes, Render, INIT_CONTAINER, PROXY_IMAGE, VALIDATION_CONTAINER};
 use crate::values::helm::Key;
 use crate::values::proxy_config::proxy_metadata;
 use crate::values::InjectError;
+use crate::versions::Change;
 
-/// The init containers' image: the annotation or `global.proxy_init.image` when it is a full
-/// reference, else `<hub>/<global.proxy_init.image>:<tag>`.
-fn init_image(r: &Render) -> String {
+/// The init containers' image: the `sidecar.istio.io/proxyImage` annotation (else
+/// `global.proxy_init.image`) when it contains a `/`; else, up to 1.30, the proxy's image
+/// (`.ProxyImage`), and from 1.32 `<hub>/<global.proxy_init.image>:<tag>` (R33).
+fn init_image(r: &Render) -> Result<String, InjectError> {
     let name = r.ann_or_value(PROXY_IMAGE, Key::InitImage);
     if name.contains('/') {
-        return name;
+        return pasted_in_quotes(&name, r.behaviour, PROXY_IMAGE);
     }
-    let image = r
-        .helm
-        .str(Key::InitImage)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("proxyv2");
-    r.hub_image(image, &r.image_type())
+    Ok(if r.behaviour.has(Change::ProxyInitImage) {
+        r.proxy_init_image_url()
+    } else {
+        r.proxy_image_url()
+    })
+}
+
+/// From 1.28, a non-empty `global.proxy.seccompProfile` goes into the securityContext of the
+/// init container and of the proxy (R26).
+pub fn seccomp_profile<'a>(r: &Render<'a>) -> Option<&'a Value> {
+    if !r.behaviour.has(Change::SeccompProfile) || !r.helm.truthy(Key::SeccompProfile) {
+        return None;
+    }
+    r.helm.get(Key::SeccompProfile)
 }
 
 /// `istio-init`, or `istio-validation` when CNI sets up the redirection.
@@ -40,15 +50,19 @@ pub fn init_container(r: &Render) -> Result<Value, InjectError> {
             INIT_CONTAINER
         }),
     );
-    put(&mut c, "image", value!(init_image(r)));
-    put(&mut c, "args", value!(init_args(r.pod, r.traffic)?));
+    put(&mut c, "image", value!(init_image(r)?));
+    put(
+        &mut c,
+        "args",
+        value!(init_args(r.pod, r.traffic, r.behaviour)?),
+    );
     r.pull_policy(&mut c);
     let metadata = proxy_metadata(r.pc());
     if !metadata.is_empty() {
         put(&mut c, "env", env_list(&metadata));
     }
     put(&mut c, "resources", resources_of(r)?);
-    let security = if cni {
+    let mut security = if cni {
         value!({
             "allowPrivilegeEscalation": privileged,
             "privileged": privileged,
@@ -69,11 +83,15 @@ pub fn init_container(r: &Render) -> Result<Value, InjectError> {
             "runAsUser": 0,
         })
     };
+    if let (Some(profile), Value::Object(sc)) = (seccomp_profile(r), &mut security) {
+        sc.insert("seccompProfile".into(), profile.clone());
+    }
     put(&mut c, "securityContext", security);
     Ok(Value::Object(c))
 }
 
-/// `enable-core-dump`, when the annotation or helm value asks for it.
+/// `enable-core-dump`, up to 1.23, when the annotation or helm value asks for it (R05; the
+/// template renders it even without interception).
 pub fn core_dump_container(r: &Render) -> Result<Option<Value>, InjectError> {
     if !r.core_dump_enabled() {
         return Ok(None);
@@ -89,7 +107,7 @@ pub fn core_dump_container(r: &Render) -> Result<Option<Value>, InjectError> {
         ]),
     );
     put(&mut c, "command", value!(["/bin/sh"]));
-    put(&mut c, "image", value!(init_image(r)));
+    put(&mut c, "image", value!(init_image(r)?));
     r.pull_policy(&mut c);
     put(&mut c, "resources", resources_of(r)?);
     put(

@@ -2,15 +2,18 @@
 //! annotations (revision, default containers, with CNI the capture settings).
 
 use crate::json::value;
+use crate::json::Path;
 use serde_json::{Map, Value};
 
 use super::{capture, Render};
 use crate::values::helm::Key;
+use crate::versions::{Behaviour, Change};
 
 pub const REV: &str = "istio.io/rev";
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 pub const DEFAULT_LOGS_CONTAINER: &str = "kubectl.kubernetes.io/default-logs-container";
 const TLS_MODE: &str = "security.istio.io/tlsMode";
+const TUNNEL: &str = "networking.istio.io/tunnel";
 const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
 const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
 const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
@@ -18,11 +21,16 @@ const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 /// Longest label value Kubernetes accepts.
 const MAX_LABEL: usize = 63;
 
-/// A label value cut to 63 characters, then one trailing `-` dropped (sprig's
-/// `trunc 63 | trimSuffix "-"`).
-fn label_value(s: &str) -> String {
+/// `service.istio.io/canonical-name` as the template writes it: cut to 63 characters
+/// (sprig's `trunc 63`), then up to 1.30 one trailing `-` dropped (`trimSuffix "-"`), from
+/// 1.32 every leading and trailing `-`, `_` and `.` (`trimAll "-_."`, R32).
+fn canonical_name(s: &str, behaviour: Behaviour) -> String {
     let cut: String = s.chars().take(MAX_LABEL).collect();
-    cut.strip_suffix('-').unwrap_or(&cut).to_string()
+    if behaviour.has(Change::CanonicalNameTrimAll) {
+        cut.trim_matches(['-', '_', '.']).to_string()
+    } else {
+        cut.strip_suffix('-').unwrap_or(&cut).to_string()
+    }
 }
 
 /// The first non-empty label among `keys`.
@@ -33,8 +41,23 @@ fn first_label(labels: &Map<String, Value>, keys: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `security.istio.io/tlsMode` and the canonical service labels.
+/// `security.istio.io/tlsMode`, with HBONE (`ISTIO_META_ENABLE_HBONE: "true"` in the
+/// ProxyConfig's `proxyMetadata`) `networking.istio.io/tunnel`, and the canonical service labels.
 pub fn template_labels(r: &Render) -> Value {
+    let mut labels = service_labels(r);
+    let hbone = r
+        .pc()
+        .at(&["proxyMetadata", "ISTIO_META_ENABLE_HBONE"])
+        .and_then(Value::as_str)
+        == Some("true");
+    if let (true, Value::Object(m)) = (hbone, &mut labels) {
+        let tunnel = first_label(r.labels, &[TUNNEL]).unwrap_or_else(|| "http".into());
+        m.insert(TUNNEL.into(), value!(tunnel));
+    }
+    labels
+}
+
+fn service_labels(r: &Render) -> Value {
     let l = r.labels;
     let tls = first_label(l, &[TLS_MODE]).unwrap_or_else(|| "istio".into());
     let name = first_label(l, &[CANONICAL_NAME, "app.kubernetes.io/name", "app"])
@@ -46,37 +69,71 @@ pub fn template_labels(r: &Render) -> Value {
     .unwrap_or_else(|| "latest".into());
     value!({
         TLS_MODE: tls,
-        CANONICAL_NAME: (label_value(&name)),
-        CANONICAL_REVISION: (label_value(&revision)),
+        CANONICAL_NAME: (canonical_name(&name, r.behaviour)),
+        // No version cuts or trims the canonical revision.
+        CANONICAL_REVISION: revision,
     })
 }
 
-/// Go's `appendMultusNetwork`: add `istio-cni` to the pod's multus networks.
-fn append_multus_network(existing: &str) -> String {
-    const NET: &str = "istio-cni";
+/// The network the template passes to `appendMultusNetwork` in every version.
+const ISTIO_CNI_NETWORK: &str = "default/istio-cni";
+
+/// Go's `appendMultusNetwork(existing, "default/istio-cni")`. In a JSON list the entry is
+/// `{"name": "default/istio-cni"}` up to 1.24, and from 1.25 `{"name": "istio-cni",
+/// "namespace": "default"}` (R14); a comma list names `default/istio-cni` in every version.
+fn append_multus_network(existing: &str, behaviour: Behaviour) -> String {
+    const NET: &str = ISTIO_CNI_NETWORK;
     if existing.is_empty() {
         return NET.into();
     }
     if let Some(i) = existing.rfind(']') {
+        // Go decodes into `[]map[string]any`: anything but a list of objects (or nulls) is an
+        // error, and the value is kept as it is.
         // Read as a `Value`: a typed read's "invalid type" error links serde's float formatting.
         let parsed = serde_json::from_str::<Value>(existing).ok();
-        let parsed = parsed.as_ref().and_then(Value::as_array);
-        return match parsed {
-            None => existing.into(),
-            Some(nets) if nets.iter().any(|n| n.get("name") == Some(&value!(NET))) => {
-                existing.into()
-            }
-            Some(_) => format!(
-                "{}, {{\"name\": \"{NET}\"}}{}",
-                &existing[..i],
-                &existing[i..]
-            ),
+        let nets = match parsed.as_ref() {
+            Some(Value::Array(nets)) if nets.iter().all(|n| n.is_object() || n.is_null()) => nets,
+            _ => return existing.into(),
         };
+        let (ns, name) = NET.split_once('/').unwrap_or(("", NET));
+        let present = nets.iter().any(|n| {
+            if !behaviour.has(Change::MultusNamespacedEntry) {
+                return n.get("name").and_then(Value::as_str) == Some(NET);
+            }
+            let namespace = match n.get("namespace") {
+                None | Some(Value::Null) => Some(""),
+                Some(v) => v.as_str(),
+            };
+            n.get("name").and_then(Value::as_str) == Some(name) && namespace == Some(ns)
+        });
+        if present {
+            return existing.into();
+        }
+        return format!("{}{}{}", &existing[..i], entry(behaviour), &existing[i..]);
     }
     if existing.split(',').any(|n| n.trim() == NET) {
         return existing.into();
     }
     format!("{existing}, {NET}")
+}
+
+/// The text `appendMultusNetwork` inserts before a JSON list's final `]`.
+fn entry(behaviour: Behaviour) -> &'static str {
+    if behaviour.has(Change::MultusNamespacedEntry) {
+        r#", {"name": "istio-cni", "namespace": "default"}"#
+    } else {
+        r#", {"name": "default/istio-cni"}"#
+    }
+}
+
+/// With CNI, whether the template adds the multus networks annotation: `pilot.cni.provider`
+/// is `multus`, and up to 1.23 also `istio_cni.provider` is, or `istio_cni.chained` is not
+/// truthy (R04).
+fn multus(r: &Render) -> bool {
+    let is_multus = |key: Key| r.helm.str(key) == Some("multus");
+    is_multus(Key::CniProvider)
+        || (!r.behaviour.has(Change::CniFromPilotOnly)
+            && (is_multus(Key::IstioCniProvider) || !r.helm.truthy(Key::IstioCniChained)))
 }
 
 /// The template's annotations: revision, default containers and, with CNI, the capture settings.
@@ -91,15 +148,14 @@ pub fn template_annotations(r: &Render) -> Value {
         }
     }
     if r.cni() {
-        let provider = r.helm.str(Key::CniProvider).unwrap_or("default");
-        if provider == "multus" {
+        if multus(r) {
             let existing = r.ann(MULTUS_NETWORKS, "");
             a.insert(
                 MULTUS_NETWORKS.into(),
-                value!(append_multus_network(&existing)),
+                value!(append_multus_network(&existing, r.behaviour)),
             );
         }
-        for (k, v) in capture::cni_annotations(r.annotations, r.traffic) {
+        for (k, v) in capture::cni_annotations(r.annotations, r.traffic, r.behaviour) {
             a.insert(k, value!(v));
         }
     }
@@ -111,24 +167,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_values_are_truncated() {
+    fn canonical_names_are_truncated_and_trimmed() {
+        let main = Behaviour::default();
         let long = "a".repeat(70);
-        assert_eq!(label_value(&long).len(), 63);
-        assert_eq!(label_value("abc-"), "abc");
+        assert_eq!(canonical_name(&long, main).len(), 63);
+        assert_eq!(canonical_name("abc-", main), "abc");
         let name = "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo-ld";
         assert_eq!(
-            label_value(name),
+            canonical_name(name, main),
             "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo"
         );
+        let v130 = crate::versions::IstioVersion::parse("1.30")
+            .unwrap()
+            .behaviour();
+        assert_eq!(canonical_name("_a.b--", v130), "_a.b-");
+        assert_eq!(canonical_name("_a.b--", main), "a.b");
     }
 
     #[test]
     fn multus_network_is_appended_once() {
-        assert_eq!(append_multus_network(""), "istio-cni");
-        assert_eq!(append_multus_network("a, istio-cni"), "a, istio-cni");
+        let main = Behaviour::default();
+        assert_eq!(append_multus_network("", main), "default/istio-cni");
         assert_eq!(
-            append_multus_network(r#"[{"name": "a"}]"#),
-            r#"[{"name": "a"}, {"name": "istio-cni"}]"#
+            append_multus_network("a, default/istio-cni", main),
+            "a, default/istio-cni"
+        );
+        assert_eq!(
+            append_multus_network(r#"[{"name": "a"}]"#, main),
+            r#"[{"name": "a"}, {"name": "istio-cni", "namespace": "default"}]"#
+        );
+        // Not a list of objects: kept as it is, as Go's decoding fails.
+        assert_eq!(append_multus_network("[1]", main), "[1]");
+        assert_eq!(append_multus_network("[oops]", main), "[oops]");
+        // A missing namespace is "", which is not `default`.
+        assert_eq!(
+            append_multus_network(r#"[{"name": "istio-cni"}]"#, main),
+            r#"[{"name": "istio-cni"}, {"name": "istio-cni", "namespace": "default"}]"#
         );
     }
 }

@@ -8,6 +8,8 @@ pub mod metadata;
 pub mod proxy;
 pub mod proxy_env;
 pub mod resources;
+#[cfg(test)]
+mod version_rows;
 pub mod volumes;
 
 use crate::json::Path;
@@ -19,7 +21,7 @@ use crate::values::helm::{Helm, Key};
 use crate::values::traffic::{self, TrafficConfig};
 use crate::values::workload::Workload;
 use crate::values::InjectError;
-use crate::versions::Behaviour;
+use crate::versions::{Behaviour, Change};
 
 /// The injected proxy container.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
@@ -83,8 +85,9 @@ impl Render<'_> {
         self.annotations.contains_key(name)
     }
 
+    /// CNI mode (`istio-validation`, the CNI annotations) at this version (R03).
     pub fn cni(&self) -> bool {
-        self.traffic.cni_enabled
+        self.traffic.cni(self.behaviour)
     }
 
     pub fn interception_mode(&self) -> String {
@@ -123,6 +126,34 @@ impl Render<'_> {
         [hub, "/", name, ":", &with_image_type(&tag, image_type)].concat()
     }
 
+    /// Go's `ProxyImage` (the template's `.ProxyImage`): `<hub>/<global.proxy.image or
+    /// proxyv2>:<tag>` with the proxy's image type.
+    pub fn proxy_image_url(&self) -> String {
+        let name = self
+            .helm
+            .str(Key::ProxyImage)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("proxyv2");
+        self.hub_image(name, &self.image_type())
+    }
+
+    /// Go's `ProxyInitImage` (1.32's `.ProxyInitImage`): `<hub>/<global.proxy_init.image or
+    /// proxyv2>:<tag>`, typed by the `proxyImageType` annotation, else `global.variant`; the
+    /// ProxyConfig's `image.imageType` is not read.
+    pub fn proxy_init_image_url(&self) -> String {
+        let name = self
+            .helm
+            .str(Key::InitImage)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("proxyv2");
+        let image_type = self
+            .annotations
+            .get(PROXY_IMAGE_TYPE)
+            .map(sprint)
+            .unwrap_or_else(|| self.helm.text(Key::Variant));
+        self.hub_image(name, &image_type)
+    }
+
     /// The proxy image type suffix ([`proxy::image_type`]).
     fn image_type(&self) -> String {
         proxy::image_type(self)
@@ -139,9 +170,50 @@ impl Render<'_> {
         }
     }
 
+    /// Up to 1.23, `sidecar.istio.io/enableCoreDump` (else `global.proxy.enableCoreDump`)
+    /// printing as `true` adds `enable-core-dump` and a writable proxy root (R05).
     fn core_dump_enabled(&self) -> bool {
-        self.ann_or_value(ENABLE_CORE_DUMP, Key::EnableCoreDump) == "true"
+        !self.behaviour.has(Change::NoCoreDump)
+            && self.ann_or_value(ENABLE_CORE_DUMP, Key::EnableCoreDump) == "true"
     }
+}
+
+/// A string as the template pastes it into its YAML (R37). From 1.32 it is Go-quoted, so it
+/// arrives verbatim. Before, it sat between `"…"`: YAML's double-quote escapes apply, and a
+/// value that ends the scalar early makes the template's output fail to decode, which rejects
+/// the pod (`what` names the annotation or value it came from).
+pub fn pasted_in_quotes(s: &str, behaviour: Behaviour, what: &str) -> Result<String, InjectError> {
+    if behaviour.has(Change::QuotedTemplateStrings) || !s.contains(['"', '\\']) {
+        return Ok(s.to_string());
+    }
+    match crate::go::yaml::parse(&["\"", s, "\""].concat()) {
+        Ok(Value::String(v)) => Ok(v),
+        _ => Err(invalid_yaml(s, what)),
+    }
+}
+
+/// A string the template pastes as a plain YAML scalar before 1.32 (R37), such as
+/// `--proxyLogLevel=<v>` or the bootstrap ConfigMap name: YAML reads it (` #` starts a
+/// comment, `123` is a number), and what is not a string, or not YAML, rejects the pod. From
+/// 1.32 it is Go-quoted, so it arrives verbatim.
+pub fn pasted_plain(text: &str, behaviour: Behaviour, what: &str) -> Result<Value, InjectError> {
+    if behaviour.has(Change::QuotedTemplateStrings) {
+        return Ok(Value::String(text.to_string()));
+    }
+    // A continuation line would sit left of the template's indentation.
+    if text.contains(['\n', '\r']) {
+        return Err(invalid_yaml(text, what));
+    }
+    match crate::go::yaml::parse(text) {
+        Ok(v @ (Value::String(_) | Value::Null)) => Ok(v),
+        _ => Err(invalid_yaml(text, what)),
+    }
+}
+
+fn invalid_yaml(s: &str, what: &str) -> InjectError {
+    InjectError(format!(
+        "invalid value '{s}' for '{what}': the injection template renders it as invalid YAML"
+    ))
 }
 
 /// `updateImageTypeIfPresent`: replace a known `-distroless`/`-debug` suffix by the wanted type.
@@ -182,6 +254,10 @@ pub fn render(r: &Render) -> Result<Value, InjectError> {
     let mut spec = Map::new();
     if !init_containers.is_empty() {
         put(&mut spec, "initContainers", Value::Array(init_containers));
+    } else if !r.behaviour.has(Change::NoneInterceptionKeepsInitContainers) {
+        // Up to 1.25 the template renders an empty `initContainers:`, a null that deletes the
+        // pod's own init containers (R16; istio/istio#54562).
+        put(&mut spec, "initContainers", Value::Null);
     }
     if !containers.is_empty() {
         put(&mut spec, "containers", Value::Array(containers));

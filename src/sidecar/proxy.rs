@@ -21,21 +21,12 @@ const CAP_NET_BIND_SERVICE: &str = "sidecar.istio.io/capNetBindService";
 
 /// `istio-proxy`'s image: the annotation or `global.proxy.image` when it is a full reference,
 /// else `<hub>/<global.proxy.image>:<tag>[-<imageType>]` (`ProxyImage`).
-fn proxy_image(r: &Render) -> String {
+fn proxy_image(r: &Render) -> Result<String, InjectError> {
     let name = r.ann_or_value(PROXY_IMAGE, Key::ProxyImage);
     if name.contains('/') {
-        return name;
+        return super::pasted_in_quotes(&name, r.behaviour, PROXY_IMAGE);
     }
-    let mut image = r
-        .helm
-        .str(Key::ProxyImage)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("proxyv2")
-        .to_string();
-    if image.contains('/') {
-        image = "proxyv2".into();
-    }
-    r.hub_image(&image, &r.image_type())
+    Ok(r.proxy_image_url())
 }
 
 /// The proxy image type (`ProxyImage`'s): the `sidecar.istio.io/proxyImageType` annotation,
@@ -63,7 +54,7 @@ pub(super) fn image_type(r: &Render) -> String {
     }
 }
 
-fn proxy_args(r: &Render) -> Vec<String> {
+fn proxy_args(r: &Render) -> Result<Vec<Value>, InjectError> {
     let h = r.helm;
     let mut args = vec![
         "proxy".to_string(),
@@ -96,7 +87,16 @@ fn proxy_args(r: &Render) -> Vec<String> {
     if r.behaviour.has(Change::OutlierLogPath) && h.truthy(Key::OutlierLogPath) {
         args.push(["--outlierLogPath=", &h.text(Key::OutlierLogPath)].concat());
     }
-    args
+    // Before 1.32 the three log levels are plain YAML scalars (R37).
+    let plain = |i: usize, what| super::pasted_plain(&args[i], r.behaviour, what);
+    let levels = [
+        plain(4, LOG_LEVEL)?,
+        plain(5, COMPONENT_LOG_LEVEL)?,
+        plain(6, AGENT_LOG_LEVEL)?,
+    ];
+    let mut out: Vec<Value> = args.iter().map(|a| value!(a.as_str())).collect();
+    out.splice(4..7, levels);
+    Ok(out)
 }
 
 /// A probe integer from an annotation or helm value (validated earlier; bad text becomes 0).
@@ -129,6 +129,14 @@ fn truthy(v: &Value) -> bool {
 }
 
 fn proxy_security_context(r: &Render) -> Value {
+    let mut sc = proxy_security_context_fields(r);
+    if let (Some(profile), Value::Object(m)) = (super::init::seccomp_profile(r), &mut sc) {
+        m.insert("seccompProfile".into(), profile.clone());
+    }
+    sc
+}
+
+fn proxy_security_context_fields(r: &Render) -> Value {
     let privileged = r.helm.truthy(Key::Privileged);
     let read_only = !r.core_dump_enabled();
     let tproxy = r.interception_mode() == "TPROXY";
@@ -177,13 +185,13 @@ fn proxy_security_context(r: &Render) -> Value {
 pub fn proxy_container(r: &Render) -> Result<Value, InjectError> {
     let mut c = Map::new();
     put(&mut c, "name", value!(PROXY_CONTAINER));
-    put(&mut c, "image", value!(proxy_image(r)));
+    put(&mut c, "image", value!(proxy_image(r)?));
     put(
         &mut c,
         "ports",
         value!([{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}]),
     );
-    put(&mut c, "args", value!(proxy_args(r)));
+    put(&mut c, "args", Value::Array(proxy_args(r)?));
     if let Some(l) = lifecycle(r) {
         put(&mut c, "lifecycle", l);
     }

@@ -167,6 +167,8 @@ pub fn volumes(r: &Render) -> Result<Vec<Value>, InjectError> {
         v.push(empty("workload-certs"));
     }
     if let Some(cm) = r.annotations.get(BOOTSTRAP_OVERRIDE) {
+        // A plain YAML scalar before 1.32 (R37).
+        let cm = super::pasted_plain(&crate::go::fmt::sprint(cm), r.behaviour, BOOTSTRAP_OVERRIDE)?;
         v.push(value!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
     }
     v.push(value!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}));

@@ -13,6 +13,7 @@ use super::annotations::{
 };
 use super::helm::{Helm, Key};
 use crate::go::fmt::sprint;
+use crate::versions::{Behaviour, Change};
 
 /// The values / meshConfig inputs of traffic capture (Istio chart defaults in `Default`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +42,10 @@ pub struct TrafficConfig {
     pub log_level: String,
     /// `values.global.logAsJson`.
     pub log_as_json: bool,
-    /// `values.pilot.cni.enabled`: istio-validation instead of istio-init.
+    /// `values.pilot.cni.enabled`: istio-validation instead of istio-init (see [`Self::cni`]).
     pub cni_enabled: bool,
+    /// `values.istio_cni.enabled`, which up to 1.23 also turns CNI mode on.
+    pub istio_cni_enabled: bool,
     /// `values.global.proxy_init.forceApplyIptables`.
     pub force_apply_iptables: bool,
     /// `values.global.nativeNftables`.
@@ -67,6 +70,7 @@ impl Default for TrafficConfig {
             log_level: "default:info".to_string(),
             log_as_json: false,
             cni_enabled: false,
+            istio_cni_enabled: false,
             force_apply_iptables: false,
             native_nftables: false,
             proxy_uid: 1337,
@@ -100,10 +104,16 @@ impl TrafficConfig {
             log_level: proxy(Key::LoggingLevel, d.log_level),
             log_as_json: flag(Key::LogAsJson),
             cni_enabled: flag(Key::CniEnabled),
+            istio_cni_enabled: flag(Key::IstioCniEnabled),
             force_apply_iptables: flag(Key::ForceApplyIptables),
             native_nftables: flag(Key::NativeNftables),
             proxy_uid: d.proxy_uid,
         }
+    }
+
+    /// CNI mode: `pilot.cni.enabled`, and up to 1.23 also `istio_cni.enabled` (R03).
+    pub fn cni(&self, behaviour: Behaviour) -> bool {
+        self.cni_enabled || (!behaviour.has(Change::CniFromPilotOnly) && self.istio_cni_enabled)
     }
 }
 
@@ -167,12 +177,20 @@ pub fn optional_ports(annotations: &Map<String, Value>, name: &str, value: &str)
     }
 }
 
-/// The reroute-virtual-interfaces list: the new annotation wins over the deprecated kubevirt one.
-pub fn virtual_interfaces(annotations: &Map<String, Value>) -> Option<String> {
-    annotations
-        .get(REROUTE_VIRTUAL_INTERFACES)
-        .or_else(|| annotations.get(KUBEVIRT_INTERFACES))
-        .map(sprint)
+/// The `-k` arguments of `istio-init`: each present annotation's value (even empty), in order.
+/// Up to 1.24 only `traffic.sidecar.istio.io/kubevirtInterfaces` is read (R13); 1.25 adds
+/// `istio.io/reroute-virtual-interfaces` after it; from 1.26 the reroute annotation replaces
+/// the kubevirt one (R17).
+pub fn virtual_interfaces(annotations: &Map<String, Value>, behaviour: Behaviour) -> Vec<String> {
+    let kubevirt = annotations.get(KUBEVIRT_INTERFACES).map(sprint);
+    if !behaviour.has(Change::RerouteVirtualInterfaces) {
+        return kubevirt.into_iter().collect();
+    }
+    let reroute = annotations.get(REROUTE_VIRTUAL_INTERFACES).map(sprint);
+    if behaviour.has(Change::RerouteReplacesKubevirt) {
+        return reroute.or(kubevirt).into_iter().collect();
+    }
+    kubevirt.into_iter().chain(reroute).collect()
 }
 
 fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
