@@ -11,7 +11,7 @@ BENCH_REVINJECT := target/bench-host/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay conformance scenarios fuzz-smoke bench clean web test-web
+.PHONY: all run test fmt-check clippy unit replay crosscheck conformance scenarios fuzz-smoke bench clean web test-web
 
 all: policy.wasm
 
@@ -40,6 +40,11 @@ unit: policy.wasm
 replay: policy.wasm $(REVINJECT)
 	$(REVINJECT) replay test-data/
 
+# Every fixture through Kubewarden's real `kwctl run` and through revinject: same answers.
+# kwctl comes from $$KWCTL, PATH or ../shared/kubewarden/bin (skipped, saying so, without one).
+crosscheck: policy.wasm $(REVINJECT)
+	$(REVINJECT) crosscheck test-data/
+
 conformance: policy.wasm $(REVINJECT)
 	$(REVINJECT) conformance $(CONFORMANCE_DIR)
 
@@ -52,7 +57,7 @@ scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
-test: fmt-check clippy unit replay conformance scenarios fuzz-smoke test-web
+test: fmt-check clippy unit replay crosscheck conformance scenarios fuzz-smoke test-web
 
 # Browser playground (web/, a Cargo workspace of its own): build web/pkg, serve it on localhost.
 WEB_PORT ?= 8080

@@ -9,6 +9,8 @@ pub mod bench;
 pub mod cases;
 pub mod check;
 pub mod conformance;
+pub mod crosscheck;
+pub mod engines;
 pub mod fuzz;
 pub mod input;
 pub mod kube_inject;

@@ -111,6 +111,14 @@ enum Command {
     Fuzz(revinject::fuzz::FuzzArgs),
     /// Measure policy.wasm on the bundled workloads (latency, throughput, instantiation).
     Bench(revinject::bench::BenchArgs),
+    /// Every fixture case through Kubewarden's real `kwctl run` and through revinject: both
+    /// must answer the same (and meet the case's expectation).
+    Crosscheck {
+        #[command(flatten)]
+        args: revinject::crosscheck::CrosscheckArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -151,6 +159,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => revinject::check::run(&args),
         Command::Fuzz(args) => revinject::fuzz::run(&args),
         Command::Bench(args) => revinject::bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Crosscheck { args, runtime } => {
+            revinject::crosscheck::run(&args, &runtime.options())
+        }
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS
         } else {
