@@ -11,7 +11,7 @@ BENCH_REVINJECT := target/bench-host/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check clippy unit replay crosscheck conformance scenarios fuzz-smoke bench clean web test-web
+.PHONY: all run test fmt-check clippy unit replay crosscheck e2e-policy-server conformance scenarios fuzz-smoke bench clean web test-web
 
 all: policy.wasm
 
@@ -45,6 +45,11 @@ replay: policy.wasm $(REVINJECT)
 crosscheck: policy.wasm $(REVINJECT)
 	$(REVINJECT) crosscheck test-data/
 
+# The fixtures through Kubewarden's real policy-server on 127.0.0.1 (one policy per settings
+# file: the canary pair, the seed ...), Namespaces from `revinject fake-kube`'s server.
+e2e-policy-server: policy.wasm $(REVINJECT)
+	$(REVINJECT) e2e test-data/
+
 conformance: policy.wasm $(REVINJECT)
 	$(REVINJECT) conformance $(CONFORMANCE_DIR)
 
@@ -57,7 +62,7 @@ scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
-test: fmt-check clippy unit replay crosscheck conformance scenarios fuzz-smoke test-web
+test: fmt-check clippy unit replay crosscheck e2e-policy-server conformance scenarios fuzz-smoke test-web
 
 # Browser playground (web/, a Cargo workspace of its own): build web/pkg, serve it on localhost.
 WEB_PORT ?= 8080

@@ -119,6 +119,17 @@ enum Command {
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
+    /// The fixtures through Kubewarden's real policy-server on loopback, with Namespaces from
+    /// a fake Kubernetes API: every answer must meet its case and equal revinject's.
+    E2e {
+        #[command(flatten)]
+        args: revinject::e2e::E2eArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Serve Namespaces (from sessions or JSON files) as a small fake Kubernetes API on
+    /// 127.0.0.1, for a local policy-server.
+    FakeKube(revinject::fake_kube::FakeKubeArgs),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +173,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crosscheck { args, runtime } => {
             revinject::crosscheck::run(&args, &runtime.options())
         }
+        Command::E2e { args, runtime } => revinject::e2e::run(&args, &runtime.options()),
+        Command::FakeKube(args) => revinject::fake_kube::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS
         } else {
