@@ -25,6 +25,7 @@ pub mod replay;
 pub mod runtime;
 pub mod scenario;
 pub mod session;
+pub mod soak;
 pub mod upgrade;
 pub mod workload;
 

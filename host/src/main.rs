@@ -130,6 +130,9 @@ enum Command {
     /// Serve Namespaces (from sessions or JSON files) as a small fake Kubernetes API on
     /// 127.0.0.1, for a local policy-server.
     FakeKube(revinject::fake_kube::FakeKubeArgs),
+    /// A bounded soak through Kubewarden's real policy-server: every answer well formed,
+    /// timeouts, p99 and policy-server's RSS over time.
+    Soak(revinject::soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -174,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             revinject::crosscheck::run(&args, &runtime.options())
         }
         Command::E2e { args, runtime } => revinject::e2e::run(&args, &runtime.options()),
+        Command::Soak(args) => revinject::soak::run(&args),
         Command::FakeKube(args) => revinject::fake_kube::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS
