@@ -282,7 +282,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Option<ServerReport>> {
         rows,
         namespace_reads,
         injector_requests,
-        policy_server: binary.display().to_string(),
+        policy_server: {
+            let version = std::process::Command::new(&binary)
+                .arg("--version")
+                .output()
+                .map(|o| {
+                    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                    text.lines().next().unwrap_or("").trim().to_string()
+                })
+                .unwrap_or_default();
+            format!("{}, {version}", binary.display())
+        },
         startup_s,
         rss_bytes,
     }))
@@ -358,7 +368,7 @@ pub fn markdown(report: &ServerReport, args: &BenchArgs, chart: Option<&Path>) -
     let _ = writeln!(
         out,
         "`revinject bench --policy-server {} --duration {} --rounds {}` (part of `make bench`): \
-         Kubewarden's policy-server 1.31.0 (`{}`) on 127.0.0.1, started with `--workers` = the \
+         Kubewarden's policy-server (`{}`) on 127.0.0.1, started with `--workers` = the \
          largest client count (ready in {:.1} s), every policy annotated with `kwctl annotate`; \
          each client keeps one HTTP/1.1 connection and sends the workload's AdmissionReview \
          back to back. `revinject` is policy.wasm with the workload's settings, its Namespace \
@@ -409,11 +419,47 @@ pub fn markdown(report: &ServerReport, args: &BenchArgs, chart: Option<&Path>) -
             r.workload, r.policy, r.clients, r.p50_us, r.p90_us, r.p99_us, r.rps
         );
     }
+    out.push_str(
+        "\n### Where the time goes\n\n\
+         policy-server makes a fresh instance of the policy for every request (policy-evaluator \
+         rehydrates it from the pre-instantiated module), so nothing the guest computes for its \
+         settings survives a request: every request parses the settings, resolves the helm \
+         values and mesh config, then selects and renders. The floors pay the same instance, \
+         request (de)serialization and HTTP; `injection-floor` also pays the answer's size \
+         (parsing the injected pod back and diffing it into a JSONPatch). What `revinject` \
+         adds over its floor (p50, one client) is its own guest work plus the Namespace \
+         lookup, a host callback answered from policy-server's cache:\n\n",
+    );
+    for (w, floor, _) in TARGETS.iter().take(4) {
+        if let (Some(ours), Some(theirs)) =
+            (report.find(w, "revinject", 1), report.find(w, floor, 1))
+        {
+            let _ = writeln!(
+                out,
+                "- {w}: {:+.0} µs over {floor} ({:.0} vs {:.0} µs)",
+                ours.p50_us - theirs.p50_us,
+                ours.p50_us,
+                theirs.p50_us
+            );
+        }
+    }
+    out.push_str(
+        "\nThe guest's share in instructions, independent of the machine's load, is the \
+         next section; the in-process `fresh` rows further down split it into instantiation \
+         and the guest call.\n",
+    );
     let _ = writeln!(
         out,
-        "\npolicy-server read the Namespace from the API {} times for {} requests to the \
+        "\nLoad average (1 min) when this section was written: {}; on this shared 2-core \
+         machine the clients and policy-server's two workers compete with whatever else runs, \
+         so compare ratios within one run, not absolute figures across runs.\n\
+         \npolicy-server read the Namespace from the API {} times for {} requests to the \
          `revinject` policies (it caches a read Namespace for a few seconds), so a lookup \
          costs a cache hit almost every time; policy-server's RSS at the end: {}.\n",
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into()),
         report.namespace_reads,
         report.injector_requests,
         report.rss_bytes.map_or("unknown".into(), |b| format!(
