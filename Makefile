@@ -12,7 +12,7 @@ BENCH_REVINJECT := target/bench-host/revinject
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 HOST_SOURCES := $(shell find host/src -name '*.rs') host/Cargo.toml
 
-.PHONY: all run test fmt-check gen-check clippy unit replay conformance scenarios fuzz-smoke bench clean web test-web
+.PHONY: all run test fmt-check gen-check clippy unit replay crosscheck e2e-policy-server conformance scenarios fuzz-smoke bench soak-policy-server clean web test-web
 
 all: policy.wasm
 
@@ -49,6 +49,16 @@ unit: policy.wasm
 replay: policy.wasm $(REVINJECT)
 	$(REVINJECT) replay test-data/
 
+# Every fixture through Kubewarden's real `kwctl run` and through revinject: same answers.
+# kwctl comes from $$KWCTL, PATH or ../shared/kubewarden/bin (skipped, saying so, without one).
+crosscheck: policy.wasm $(REVINJECT)
+	$(REVINJECT) crosscheck test-data/
+
+# The fixtures through Kubewarden's real policy-server on 127.0.0.1 (one policy per settings
+# file: the canary pair, the seed ...), Namespaces from `revinject fake-kube`'s server.
+e2e-policy-server: policy.wasm $(REVINJECT)
+	$(REVINJECT) e2e test-data/
+
 # Each suite prints its cases and `N passed, M failed`; every suite runs even when one fails.
 conformance: policy.wasm $(REVINJECT)
 	@test -n "$(CONFORMANCE_DIRS)" || { echo "no conformance suites under ../shared/conformance"; exit 1; }
@@ -67,7 +77,7 @@ scenarios: policy.wasm $(REVINJECT)
 	$(REVINJECT) upgrade test-data/scenarios/canary-upgrade.yaml
 	$(REVINJECT) upgrade test-data/scenarios/tag-move.yaml
 
-test: fmt-check gen-check clippy unit replay conformance scenarios fuzz-smoke test-web
+test: fmt-check gen-check clippy unit replay crosscheck e2e-policy-server conformance scenarios fuzz-smoke test-web
 
 # Browser playground (web/, a Cargo workspace of its own): build web/pkg, serve it on localhost.
 WEB_PORT ?= 8080
@@ -83,12 +93,21 @@ test-web:
 	cd web && cargo test
 	./web/tests/run.sh
 
-# Performance report (not part of `test`): the native criterion baseline, then policy.wasm
-# through `revinject bench`; writes docs/benchmarks.md and its chart.
+# Performance report (not part of `test`): the native criterion baseline, policy.wasm through
+# `revinject bench`, then in Kubewarden's real policy-server against the floor policies, then
+# guest instructions per fresh-instance request (callgrind); writes docs/benchmarks.md and
+# its charts.
 BENCH_ARGS ?= --threads 1 --threads 2 --duration 1 --rounds 3
+SERVER_BENCH_ARGS ?= --threads 1 --threads 2 --duration 2 --rounds 3
 bench: policy.wasm $(BENCH_REVINJECT)
 	cargo bench --locked -p revision-injector --bench evaluate
 	$(BENCH_REVINJECT) bench $(BENCH_ARGS) --plot docs/benchmarks.svg --markdown docs/benchmarks.md policy.wasm
+	$(BENCH_REVINJECT) bench --policy-server $(SERVER_BENCH_ARGS) --plot docs/benchmarks-policy-server.svg --markdown docs/benchmarks.md policy.wasm
+	./scripts/fresh-instructions.sh 20 docs/benchmarks.md
+
+# A 60-second soak through the real policy-server (docs/reliability.md; not part of `test`).
+soak-policy-server: policy.wasm $(BENCH_REVINJECT)
+	$(BENCH_REVINJECT) soak --policy-server --duration 60 --clients 2 --markdown docs/reliability.md policy.wasm
 
 clean:
 	cargo clean

@@ -114,6 +114,28 @@ enum Command {
     Fuzz(revinject::fuzz::FuzzArgs),
     /// Measure policy.wasm on the bundled workloads (latency, throughput, instantiation).
     Bench(revinject::bench::BenchArgs),
+    /// Every fixture case through Kubewarden's real `kwctl run` and through revinject: both
+    /// must answer the same (and meet the case's expectation).
+    Crosscheck {
+        #[command(flatten)]
+        args: revinject::crosscheck::CrosscheckArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// The fixtures through Kubewarden's real policy-server on loopback, with Namespaces from
+    /// a fake Kubernetes API: every answer must meet its case and equal revinject's.
+    E2e {
+        #[command(flatten)]
+        args: revinject::e2e::E2eArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Serve Namespaces (from sessions or JSON files) as a small fake Kubernetes API on
+    /// 127.0.0.1, for a local policy-server.
+    FakeKube(revinject::fake_kube::FakeKubeArgs),
+    /// A bounded soak through Kubewarden's real policy-server: every answer well formed,
+    /// timeouts, p99 and policy-server's RSS over time.
+    Soak(revinject::soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +177,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => revinject::check::run(&args),
         Command::Fuzz(args) => revinject::fuzz::run(&args),
         Command::Bench(args) => revinject::bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Crosscheck { args, runtime } => {
+            revinject::crosscheck::run(&args, &runtime.options())
+        }
+        Command::E2e { args, runtime } => revinject::e2e::run(&args, &runtime.options()),
+        Command::Soak(args) => revinject::soak::run(&args),
+        Command::FakeKube(args) => revinject::fake_kube::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Conformance(args) => Ok(if revinject::conformance::run(&args)? {
             ExitCode::SUCCESS
         } else {

@@ -190,6 +190,11 @@ impl Session {
         }
     }
 
+    /// The recorded exchanges, in order.
+    pub fn exchanges(&self) -> &[(CallbackRequest, Answer)] {
+        &self.exchanges
+    }
+
     /// Exchanges recorded in the session.
     pub fn len(&self) -> usize {
         self.exchanges.len()

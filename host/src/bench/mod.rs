@@ -11,7 +11,8 @@
 //! memory slot initialized copy-on-write from the module's image instead of mapping memory.
 
 mod measure;
-mod report;
+pub mod report;
+pub mod server;
 
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::Value;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use crate::input;
 use crate::runtime::StaticNamespaces;
 
-pub use measure::{Mode, Scope};
+pub use measure::{percentile, Mode, Scope};
 pub use report::{Report, ResultRow};
 
 /// The bundled workloads, in report order.
@@ -87,6 +88,20 @@ pub struct BenchArgs {
     /// Instance allocator of the engine.
     #[arg(long, value_enum, default_value = "pooling")]
     pub allocator: Allocator,
+    /// Measure in Kubewarden's real policy-server instead (over loopback HTTP, against the
+    /// floor policies; `--threads` are concurrent clients; `--markdown` replaces its section
+    /// of the file, `--plot` draws its chart).
+    #[arg(long)]
+    pub policy_server: bool,
+    /// policy-server binary (default: $POLICY_SERVER, PATH, ../shared/kubewarden/bin).
+    #[arg(long, value_name = "PATH")]
+    pub policy_server_bin: Option<PathBuf>,
+    /// kwctl binary, to annotate the modules (default: $KWCTL, PATH, ../shared/kubewarden/bin).
+    #[arg(long, value_name = "PATH")]
+    pub kwctl: Option<PathBuf>,
+    /// Where floor-policy/ and injection-floor/ live.
+    #[arg(long, default_value = "../shared/kubewarden")]
+    pub floors_dir: PathBuf,
     /// The policy module.
     #[arg(default_value = "policy.wasm")]
     pub policy: PathBuf,
@@ -143,6 +158,9 @@ impl Workload {
 
 /// `revinject bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.policy_server {
+        return run_policy_server(args);
+    }
     let names: Vec<&str> = if args.workloads.is_empty() {
         WORKLOADS.to_vec()
     } else {
@@ -193,7 +211,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.markdown {
         let native = report::native_medians(&args.criterion_dir);
         let text = report::markdown(&report, &native, args, args.plot.as_deref());
-        report::write(path, &text)?;
+        report::write_keeping_sections(path, &text)?;
+    }
+    Ok(())
+}
+
+/// `revinject bench --policy-server`.
+fn run_policy_server(args: &BenchArgs) -> anyhow::Result<()> {
+    let Some(report) = server::run(args)? else {
+        return Ok(());
+    };
+    let mut table = String::new();
+    for r in &report.rows {
+        let (floor, _) = server::bound(&r.workload);
+        let ratio = report
+            .find(&r.workload, floor, r.clients)
+            .map(|f| format!("{:.2}x {floor}", r.p50_us / f.p50_us))
+            .unwrap_or_default();
+        table.push_str(&format!(
+            "{:<10} {:<16} {:>2} clients  p50 {:>8.0} µs  p90 {:>8.0} µs  p99 {:>8.0} µs  {:>7.0} req/s  {ratio}\n",
+            r.workload, r.policy, r.clients, r.p50_us, r.p90_us, r.p99_us, r.rps
+        ));
+    }
+    match args.output {
+        Output::Table => print!("{table}"),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if let Some(path) = &args.plot {
+        server::plot(&report, path)?;
+    }
+    if let Some(path) = &args.markdown {
+        let text = server::markdown(&report, args, args.plot.as_deref());
+        report::write_section(path, report::POLICY_SERVER_SECTION, &text)?;
     }
     Ok(())
 }
