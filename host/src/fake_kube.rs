@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn kubeconfig_names_the_server() {
         let text = kubeconfig("http://127.0.0.1:1234");
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(
             doc["clusters"][0]["cluster"]["server"].as_str(),
             Some("http://127.0.0.1:1234")

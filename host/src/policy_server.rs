@@ -97,7 +97,7 @@ impl PolicyServer {
             policies.insert(p.id.clone(), p.entry.clone());
         }
         let policies_path = launch.work_dir.join("policies.yml");
-        std::fs::write(&policies_path, serde_yaml::to_string(&policies)?)
+        std::fs::write(&policies_path, serde_norway::to_string(&policies)?)
             .with_context(|| format!("cannot write {}", policies_path.display()))?;
         let (port, readiness) = (free_port()?, free_port()?);
         if port == readiness {
