@@ -79,7 +79,7 @@ pub struct Settings {
     #[default(serde_json::Value::Object(Default::default()))]
     pub mesh_config: serde_json::Value,
     /// Per-pod override annotations pods may use (absent: all of them, as in Istio); a pod
-    /// using another one is rejected. See `injection::override_policy`.
+    /// using another one is rejected. See `values::override_policy`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_override_annotations: Option<Vec<String>>,
 }
