@@ -301,17 +301,7 @@ fn dot_float(s: &str) -> Option<f64> {
     if mantissa == 0 {
         return None;
     }
-    if matches!(bytes.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(bytes.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exponent = digits(i);
-        if exponent == 0 {
-            return None;
-        }
-        i += exponent;
-    }
+    let i = after_exponent(bytes, i, digits)?;
     // Underscores only between two digits.
     let underscores_ok = (0..bytes.len()).filter(|&j| bytes[j] == b'_').all(|j| {
         j > 0 && bytes[j - 1].is_ascii_digit() && bytes.get(j + 1).is_some_and(u8::is_ascii_digit)
@@ -320,6 +310,22 @@ fn dot_float(s: &str) -> Option<f64> {
         return None;
     }
     finite(&s.replace('_', ""))
+}
+
+/// Where an optional exponent (`e`/`E`, a sign, then digits as `digits` counts them) that
+/// starts at `i` ends; `None` for an `e` without digits.
+fn after_exponent(bytes: &[u8], mut i: usize, digits: impl Fn(usize) -> usize) -> Option<usize> {
+    if !matches!(bytes.get(i), Some(b'e' | b'E')) {
+        return Some(i);
+    }
+    i += 1;
+    if matches!(bytes.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    match digits(i) {
+        0 => None,
+        n => Some(i + n),
+    }
 }
 
 /// A float that is finite: Go reports a range error for what overflows.
@@ -408,17 +414,9 @@ fn decimal_float(s: &str) -> bool {
     } else if whole == 0 {
         return false;
     }
-    if matches!(bytes.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(bytes.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exponent = digits(i);
-        if exponent == 0 {
-            return false;
-        }
-        i += exponent;
-    }
+    let Some(i) = after_exponent(bytes, i, digits) else {
+        return false;
+    };
     i == bytes.len()
 }
 
